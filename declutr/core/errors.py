@@ -1,0 +1,27 @@
+"""Errors a user can cause, each rendered as one line by the CLI."""
+
+from __future__ import annotations
+
+
+class DeclutrError(Exception):
+    """A user-facing error: the CLI prints its message (one line per problem) and exits 1."""
+
+
+class ConfigurationError(DeclutrError):
+    """One or more problems in an experiment configuration.
+
+    Each problem is one line that starts with the config key path, e.g.
+    ``model.loss.temperature: expected float, got "abc"``.
+    """
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def closest(word: str, choices) -> str | None:
+    """The choice most similar to ``word``, if any is similar enough to suggest."""
+    import difflib
+
+    matches = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return matches[0] if matches else None
