@@ -1,0 +1,3 @@
+from declutr.commands import main
+
+main()

@@ -1,0 +1,155 @@
+"""Callbacks: small hooks into the training loop, registered by name, added by plugins.
+
+The trainer always runs ``progress_bar``, ``metrics_log`` and ``nan_guard`` (their settings are
+trainer keys); ``trainer.callbacks`` adds more. A callback stops training by setting
+``trainer.stop_reason``. Callbacks with state (``state_dict``/``load_state_dict``) are saved in
+checkpoints so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from declutr.core.errors import DeclutrError
+from declutr.core.registrable import Registrable
+
+
+class TrainingError(DeclutrError):
+    """Training stopped because of the run itself (e.g. a non-finite loss)."""
+
+
+class Callback(Registrable):
+    """Hooks called by the trainer on every rank; use ``trainer.is_primary`` for rank-0-only work."""
+
+    def on_start(self, trainer) -> None:
+        """Before the first step (after a resume, before the first new step)."""
+
+    def on_step(self, trainer, metrics: dict[str, Any]) -> None:
+        """After each optimizer step; ``metrics`` has the step's loss terms, lr and grad norm."""
+
+    def on_log(self, trainer, metrics: dict[str, Any]) -> None:
+        """Every ``log_every`` steps with metrics averaged since the last log (reduced over ranks)."""
+
+    def on_validation(self, trainer, metrics: dict[str, Any]) -> None:
+        """After a validation pass; ``metrics`` has ``validation_*`` keys."""
+
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, Any]) -> None:
+        """After each epoch; ``metrics`` includes the data loader's counters (documents skipped)."""
+
+    def on_end(self, trainer, metrics: dict[str, Any]) -> None:
+        """After the last step, before the final export."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@Callback.register("progress_bar")
+class ProgressBar(Callback):
+    """A tqdm bar: step, loss terms, learning rate, real tokens/s, ETA, documents skipped."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_start(self, trainer) -> None:
+        if trainer.is_primary and trainer.show_progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc="training", unit="step", dynamic_ncols=True)
+
+    def on_step(self, trainer, metrics) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        shown = {k.removesuffix("_loss"): f"{v:.4f}" for k, v in metrics.items() if k.endswith("loss")}
+        shown["lr"] = f"{metrics['lr']:.2e}"
+        if trainer.last_log.get("tokens_per_second"):
+            shown["tok/s"] = f"{trainer.last_log['tokens_per_second']:.0f}"
+        skipped = sum(v for k, v in trainer.data_loader_stats().items() if k.startswith("documents_skipped"))
+        if skipped:
+            shown["skipped"] = skipped
+        self.bar.set_postfix(shown, refresh=False)
+
+    def on_end(self, trainer, metrics) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@Callback.register("metrics_log")
+class MetricsLog(Callback):
+    """Appends one JSON object per logging step (and per validation / epoch end) to ``metrics.jsonl``."""
+
+    def _write(self, trainer, record: dict[str, Any]) -> None:
+        if trainer.is_primary:
+            with open(Path(trainer.serialization_dir) / "metrics.jsonl", "a", encoding="utf-8") as file:
+                file.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+    def on_log(self, trainer, metrics) -> None:
+        self._write(trainer, metrics)
+
+    def on_validation(self, trainer, metrics) -> None:
+        self._write(trainer, {"step": trainer.step, "epoch": trainer.epoch, **metrics})
+
+    def on_epoch_end(self, trainer, epoch, metrics) -> None:
+        self._write(trainer, {"step": trainer.step, "epoch": epoch, "event": "epoch_end", **metrics})
+
+
+@Callback.register("nan_guard")
+class NanGuard(Callback):
+    """Stops at the first non-finite loss, before anything is checkpointed from that step."""
+
+    def on_step(self, trainer, metrics) -> None:
+        bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
+        if bad:
+            latest = trainer.checkpointer.latest()
+            where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+            raise TrainingError(
+                f"non-finite {', '.join(bad)} at step {trainer.step} (epoch {trainer.epoch}); training stopped "
+                f"and {where}; lower the learning rate or check the data"
+            )
+
+
+@Callback.register("early_stopping")
+class EarlyStopping(Callback):
+    """Stops when a validation metric has not improved for ``patience`` validations.
+
+    # Parameters
+    patience: validations without improvement before stopping.
+    metric: a key of the validation metrics, e.g. ``validation_loss`` or ``validation_sts_spearman``.
+    mode: ``min`` or ``max``. min_delta: the smallest change that counts as an improvement.
+    """
+
+    def __init__(self, patience: int = 3, metric: str = "validation_loss", mode: Literal["min", "max"] = "min",
+                 min_delta: float = 0.0):
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience}")
+        self.patience, self.metric, self.mode, self.min_delta = patience, metric, mode, min_delta
+        self.best: float | None = None
+        self.bad = 0
+
+    def on_validation(self, trainer, metrics) -> None:
+        if self.metric not in metrics:
+            raise TrainingError(f'early_stopping: no validation metric "{self.metric}"; have {", ".join(sorted(metrics))}')
+        value = metrics[self.metric]
+        better = self.best is None or (
+            value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        )
+        if better:
+            self.best, self.bad = value, 0
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                trainer.stop_reason = f"early stopping: {self.metric} did not improve for {self.patience} validations"
+
+    def state_dict(self):
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state_dict(self, state):
+        self.best, self.bad = state["best"], state["bad"]

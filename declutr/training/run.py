@@ -1,0 +1,224 @@
+"""``declutr train``: the run directory, one or several processes, then build and train.
+
+Run directory: ``config.json`` (resolved), ``out.log``, ``metrics.jsonl``, ``checkpoints/``,
+``model/`` (the export), ``training.png`` (when matplotlib is installed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from declutr.core.errors import DeclutrError
+
+logger = logging.getLogger("declutr")
+
+
+def differing_keys(old: Any, new: Any, path: str = "") -> list[str]:
+    """Key paths where two resolved configs differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in differing_keys(old.get(k), new.get(k), f"{path}.{k}" if path else k)]
+    return [] if old == new else [path or "config"]
+
+
+def prepare_run_dir(serialization_dir: Path, config: dict, recover: bool, force: bool) -> bool:
+    """Apply the run-directory rules; returns whether a previous run is to be continued."""
+    if recover and force:
+        raise DeclutrError("--recover and --force cannot be used together")
+    exists = serialization_dir.is_dir() and any(serialization_dir.iterdir())
+    if exists and not (recover or force):
+        raise DeclutrError(
+            f"{serialization_dir} is not empty; pass --recover to continue its training or --force to start over"
+        )
+    if exists and force:
+        shutil.rmtree(serialization_dir)
+    if recover:
+        stored = serialization_dir / "config.json"
+        if not stored.is_file():
+            raise DeclutrError(f"--recover: {stored} does not exist; nothing to recover")
+        differences = differing_keys(json.loads(stored.read_text(encoding="utf-8")), config)
+        if differences:
+            raise DeclutrError(
+                f"--recover: the config differs from {stored} at {', '.join(differences[:5])}; "
+                "recover with the same config (or --force to start over)"
+            )
+    serialization_dir.mkdir(parents=True, exist_ok=True)
+    (serialization_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return recover
+
+
+def set_seeds(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup_logging(serialization_dir: Path, primary: bool) -> None:
+    log = logging.getLogger("declutr")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+    if primary:
+        file_handler = logging.FileHandler(serialization_dir / "out.log", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(file_handler)
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(stream)
+
+
+def build_and_train(config: dict, serialization_dir: Path, recover: bool, rank: int = 0, world_size: int = 1) -> dict:
+    """Build every component of ``config`` and train; rank 0 writes the export and the plot."""
+    import torch
+
+    from declutr.core.construct import build
+    from declutr.training.experiment import experiment_signature, import_components
+    from declutr.training.trainer import unwrap
+
+    import_components()
+    setup_logging(serialization_dir, rank == 0)
+    seed = int(config.get("random_seed", 13))
+    set_seeds(seed)
+    top = {k: v for k, v in config.items() if v is not None or k not in ("data_loader", "validation_data_loader")}
+    experiment = build(experiment_signature(), top, extras={"serialization_dir": str(serialization_dir)})
+    if experiment.train_data_path is None and _trains(config):
+        raise DeclutrError('train_data_path: not set (give it in the config or with --overrides \'{"train_data_path": "..."}\')')
+    reader = experiment.dataset_reader
+    tokenizer = reader.tokenizer
+    model = experiment.model.construct(tokenizer=tokenizer)
+
+    def loader(lazy, reader, path):
+        from declutr.core.construct import Lazy
+        from declutr.data import DataLoader
+
+        lazy = lazy or Lazy(lambda **kw: build(DataLoader, {}, "data_loader", kw))
+        return lazy.construct(reader=reader, data_path=path, seed=seed, rank=rank, world_size=world_size)
+
+    train_loader = loader(experiment.data_loader, reader, experiment.train_data_path) if experiment.train_data_path else None
+    validation_loader = None
+    if experiment.validation_data_path:
+        validation_loader = loader(
+            experiment.validation_data_loader or experiment.data_loader,
+            experiment.validation_dataset_reader or reader, experiment.validation_data_path,
+        )
+    trainer = experiment.trainer.construct(
+        model=model, data_loader=train_loader, validation_data_loader=validation_loader,
+        serialization_dir=str(serialization_dir), rank=rank, world_size=world_size,
+    )
+    checkpoint = getattr(trainer, "checkpointer", None)
+    latest = checkpoint.latest() if (recover and checkpoint is not None) else None
+    if recover and latest is None:
+        logger.info("no complete checkpoint in %s: starting from the beginning", serialization_dir / "checkpoints")
+    metrics = trainer.train(latest)
+    if rank == 0:
+        export_dir = serialization_dir / "model"
+        unwrap(trainer.model).export(export_dir)
+        (serialization_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        plot_metrics(serialization_dir)
+        logger.info("model exported to %s", export_dir)
+    if world_size > 1:
+        torch.distributed.barrier()
+    return metrics
+
+
+def _trains(config: dict) -> bool:
+    return (config.get("trainer") or {}).get("type") != "no_op"
+
+
+def plot_metrics(serialization_dir: Path) -> None:
+    """``training.png``: loss terms and learning rate over steps; skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    path = serialization_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [r for r in records if "lr" in r]
+    if not records:
+        return
+    figure, (losses, rates) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    steps = [r["step"] for r in records]
+    for key in sorted({k for r in records for k in r if k.endswith("loss")}):
+        losses.plot(steps, [r.get(key, float("nan")) for r in records], label=key)
+    losses.set_ylabel("loss")
+    losses.legend()
+    rates.plot(steps, [r["lr"] for r in records])
+    rates.set_ylabel("learning rate")
+    rates.set_xlabel("step")
+    figure.tight_layout()
+    figure.savefig(serialization_dir / "training.png", dpi=100)
+    plt.close(figure)
+
+
+def _worker(rank: int, config: dict, serialization_dir: str, recover: bool, devices: list[int], backend: str,
+            address: str, port: int) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
+    config = json.loads(json.dumps(config))
+    config.setdefault("trainer", {})["cuda_device"] = devices[rank]
+    dist.init_process_group(backend, rank=rank, world_size=len(devices))
+    try:
+        build_and_train(config, Path(serialization_dir), recover, rank, len(devices))
+    finally:
+        dist.destroy_process_group()
+
+
+def train_model(config: dict, serialization_dir: str | os.PathLike, recover: bool = False, force: bool = False) -> dict | None:
+    """Train ``config`` into ``serialization_dir`` on one process, spawned processes
+    (``distributed.cuda_devices``), or under ``torchrun`` (read from the environment)."""
+    serialization_dir = Path(serialization_dir)
+    under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    rank = int(os.environ.get("RANK", 0)) if under_torchrun else 0
+    if rank == 0:
+        recover = prepare_run_dir(serialization_dir, config, recover, force)
+    distributed = config.get("distributed") or None
+    if under_torchrun:
+        import torch
+        import torch.distributed as dist
+
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        config = json.loads(json.dumps(config))
+        config.setdefault("trainer", {})["cuda_device"] = local_rank if cuda else -1
+        dist.init_process_group("nccl" if cuda else "gloo")
+        try:
+            dist.barrier()
+            return build_and_train(config, serialization_dir, recover, rank, int(os.environ["WORLD_SIZE"]))
+        finally:
+            dist.destroy_process_group()
+    if distributed and len(distributed.get("cuda_devices", [])) > 1:
+        import torch.multiprocessing as mp
+
+        from declutr.core.construct import build
+        from declutr.training.experiment import DistributedConfig
+
+        settings = build(DistributedConfig, distributed, "distributed")
+        mp.spawn(
+            _worker, nprocs=len(settings.cuda_devices), join=True,
+            args=(config, str(serialization_dir), recover, settings.cuda_devices, settings.backend,
+                  settings.master_address, settings.master_port),
+        )
+        metrics_file = serialization_dir / "metrics.json"
+        return json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
+    if distributed and distributed.get("cuda_devices"):
+        config = json.loads(json.dumps(config))
+        config.setdefault("trainer", {})["cuda_device"] = distributed["cuda_devices"][0]
+    return build_and_train(config, serialization_dir, recover)

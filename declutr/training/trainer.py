@@ -1,0 +1,343 @@
+"""The training loop: one page, top to bottom (autocast/scaler, accumulation with DDP sync only
+on the last micro-step, clip, step, schedule, log, validate, checkpoint, export)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from declutr.core.construct import Lazy
+from declutr.core.registrable import Registrable
+from declutr.training.callbacks import Callback, MetricsLog, NanGuard, ProgressBar
+from declutr.training.checkpoint import Checkpointer, rng_state, set_rng_state
+from declutr.training.optimizers import Optimizer
+from declutr.training.schedulers import LearningRateScheduler
+
+logger = logging.getLogger("declutr")
+
+
+class Trainer(Registrable):
+    """Trains a model on a data loader; receives the built pieces at run time."""
+
+    default_implementation = "default"
+    runtime_args = ("model", "data_loader", "validation_data_loader", "serialization_dir", "rank", "world_size")
+
+    def train(self, checkpoint: Path | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+def count_tokens(batch: Any) -> int:
+    """Real (non-pad) tokens in a batch: the sum of every group's attention mask."""
+    if isinstance(batch, dict):
+        if "attention_mask" in batch and isinstance(batch["attention_mask"], torch.Tensor):
+            return int(batch["attention_mask"].sum())
+        return sum(count_tokens(v) for v in batch.values())
+    return 0
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def _reduce_mean(values: dict[str, float], world_size: int, device: torch.device) -> dict[str, float]:
+    if world_size == 1 or not values:
+        return values
+    import torch.distributed as dist
+
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return {k: float(v) / world_size for k, v in zip(keys, tensor.tolist())}
+
+
+def select_device(cuda_device: int | None) -> torch.device:
+    """``None``: the first CUDA device if there is one, else CPU; ``-1``: CPU; ``n``: ``cuda:n``."""
+    if cuda_device is None:
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if cuda_device < 0:
+        return torch.device("cpu")
+    if not torch.cuda.is_available() or cuda_device >= torch.cuda.device_count():
+        from declutr.core.errors import ConfigurationError
+
+        raise ConfigurationError(f"trainer.cuda_device: CUDA device {cuda_device} is not available on this machine")
+    return torch.device(f"cuda:{cuda_device}")
+
+
+@Trainer.register("default")
+@Trainer.register("gradient_descent")
+class GradientDescentTrainer(Trainer):
+    """Gradient-descent training on CPU, one CUDA device or several (DDP).
+
+    # Parameters
+    optimizer: the optimizer (default ``adamw``). learning_rate_scheduler: default constant.
+    num_epochs, max_steps: stop after whichever comes first (default one epoch).
+    gradient_accumulation_steps: micro-batches per optimizer step.
+    grad_norm: clip the global gradient L2 norm to this value (null: no clipping).
+    use_amp: mixed precision on CUDA; amp_dtype ``float16`` (with a gradient scaler) or ``bfloat16``.
+    cuda_device: null = automatic, -1 = CPU, n = cuda:n (each process's own device when distributed).
+    callbacks: extra callbacks (progress bar, metrics log and NaN guard always run).
+    log_every: steps between ``metrics.jsonl`` records. checkpoint_every: steps between checkpoints
+        (one is also written at every epoch end). keep_checkpoints: how many to keep (-1: all).
+    validation_every: steps between validation passes (null: at each epoch end only).
+    show_progress: draw the tqdm bar. find_unused_parameters: passed to DDP.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data_loader,
+        serialization_dir: str,
+        optimizer: Lazy[Optimizer] | None = None,
+        learning_rate_scheduler: Lazy[LearningRateScheduler] | None = None,
+        num_epochs: int | None = None,
+        max_steps: int | None = None,
+        gradient_accumulation_steps: int = 1,
+        grad_norm: float | None = None,
+        use_amp: bool = False,
+        amp_dtype: Literal["float16", "bfloat16"] = "float16",
+        cuda_device: int | None = None,
+        callbacks: list[Callback] | None = None,
+        log_every: int = 10,
+        checkpoint_every: int | None = 500,
+        keep_checkpoints: int = 2,
+        validation_every: int | None = None,
+        validation_data_loader=None,
+        show_progress: bool = True,
+        find_unused_parameters: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        for name, value in [("num_epochs", num_epochs), ("max_steps", max_steps), ("log_every", log_every),
+                            ("gradient_accumulation_steps", gradient_accumulation_steps),
+                            ("checkpoint_every", checkpoint_every), ("validation_every", validation_every)]:
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if grad_norm is not None and grad_norm <= 0:
+            raise ValueError(f"grad_norm must be positive, got {grad_norm}")
+        self.serialization_dir = Path(serialization_dir)
+        self.rank, self.world_size = rank, world_size
+        self.is_primary = rank == 0
+        self.device = select_device(cuda_device)
+        self.data_loader, self.validation_data_loader = data_loader, validation_data_loader
+        self.accumulation = gradient_accumulation_steps
+        self.grad_norm, self.log_every, self.show_progress = grad_norm, log_every, show_progress
+        self.checkpoint_every, self.validation_every = checkpoint_every, validation_every
+
+        batches = len(data_loader)
+        if batches == 0:
+            from declutr.core.errors import DeclutrError
+
+            raise DeclutrError("the training data yields no batches (too few usable documents for one batch?)")
+        self.steps_per_epoch = math.ceil(batches / self.accumulation)
+        if num_epochs is None and max_steps is None:
+            num_epochs = 1
+        if num_epochs is None:
+            num_epochs = math.ceil(max_steps / self.steps_per_epoch)
+        self.num_epochs = num_epochs
+        self.total_steps = min(max_steps or math.inf, num_epochs * self.steps_per_epoch)
+
+        self.model = model.to(self.device)
+        parameters = list(unwrap(self.model).named_parameters())
+        self.optimizer = (optimizer or Lazy(lambda **kw: Optimizer.by_name("adamw")(**kw))).construct(model_parameters=parameters)
+        scheduler = learning_rate_scheduler or Lazy(lambda **kw: LearningRateScheduler.by_name("constant")(**kw))
+        self.scheduler = scheduler.construct(optimizer=self.optimizer, num_training_steps=self.total_steps)
+        self.amp_dtype = torch.float16 if amp_dtype == "float16" else torch.bfloat16
+        self.use_amp = use_amp and self.device.type == "cuda"
+        if use_amp and not self.use_amp:
+            logger.warning("use_amp is set but training runs on CPU: mixed precision is off")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        if world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=find_unused_parameters
+            )
+        self.callbacks: list[Callback] = [ProgressBar(), MetricsLog(), NanGuard(), *(callbacks or [])]
+        self.checkpointer = Checkpointer(self.serialization_dir / "checkpoints", keep_checkpoints)
+        self.step = 0
+        self.epoch = 0
+        self.stop_reason: str | None = None
+        self.last_log: dict[str, Any] = {}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def data_loader_stats(self) -> dict[str, int]:
+        stats = getattr(self.data_loader, "stats", None)
+        return dict(stats()) if callable(stats) else {}
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else nullcontext()
+
+    def _call(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": rng_state(),
+            "data_loader": self.data_loader.state_dict(),
+            "callbacks": [c.state_dict() for c in self.callbacks],
+        }
+
+    def save_checkpoint(self) -> None:
+        state = self.training_state()  # every rank: collective-free, but keeps RNG use identical
+        if self.is_primary:
+            self.checkpointer.save(self.step, unwrap(self.model), state)
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+    def restore(self, folder: Path) -> None:
+        state = Checkpointer.load(folder, unwrap(self.model))
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.batches_in_epoch = int(state["batches_in_epoch"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.data_loader.load_state_dict(state["data_loader"])
+        for callback, callback_state in zip(self.callbacks, state["callbacks"]):
+            callback.load_state_dict(callback_state)
+        set_rng_state(state["rng"])
+        logger.info("resumed from %s at step %d (epoch %d)", folder, self.step, self.epoch)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Average loss terms over the validation data, in eval mode (reduced over ranks)."""
+        model = self.model
+        model.eval()
+        totals: dict[str, float] = {}
+        batches = 0
+        torch_state = torch.get_rng_state()
+        self.validation_data_loader.set_epoch(0)
+        for batch in self.validation_data_loader:
+            with self._autocast():
+                output = model(move_to(batch, self.device))
+            for key, value in output.items():
+                if key.endswith("loss"):
+                    totals[key] = totals.get(key, 0.0) + float(value)
+            batches += 1
+        torch.set_rng_state(torch_state)
+        model.train()
+        metrics = {f"validation_{k}": v / max(1, batches) for k, v in totals.items()}
+        return _reduce_mean(metrics, self.world_size, self.device)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _micro_batch_groups(self):
+        """Groups of up to ``gradient_accumulation_steps`` batches, to the end of the epoch."""
+        group = []
+        for batch in self.data_loader:
+            group.append(batch)
+            if len(group) == self.accumulation:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def _train_step(self, micro_batches: list) -> dict[str, float]:
+        """Forward/backward over the micro-batches (DDP syncs on the last only), clip, step, schedule."""
+        terms: dict[str, float] = {}
+        for index, batch in enumerate(micro_batches):
+            self.tokens_seen += count_tokens(batch)
+            sync = index == len(micro_batches) - 1 or self.world_size == 1
+            with (nullcontext() if sync else self.model.no_sync()), self._autocast():
+                output = self.model(move_to(batch, self.device))
+                loss = output["loss"] / len(micro_batches)
+            self.scaler.scale(loss).backward()
+            for key, value in output.items():
+                if key.endswith("loss"):
+                    terms[key] = terms.get(key, 0.0) + float(value.detach()) / len(micro_batches)
+        self.scaler.unscale_(self.optimizer)
+        parameters = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(parameters, self.grad_norm or math.inf)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        self.batches_in_epoch += len(micro_batches)
+        return {**terms, "lr": lr, "grad_norm": float(norm)}
+
+    def _log(self, window: dict[str, float], steps: int, seconds: float, tokens: int) -> dict[str, Any]:
+        averaged = _reduce_mean({k: v / steps for k, v in window.items()}, self.world_size, self.device)
+        tokens = _reduce_mean({"t": float(tokens)}, self.world_size, self.device)["t"] * self.world_size
+        self.last_log = {"step": self.step, "epoch": self.epoch, **averaged,
+                         "tokens_per_second": tokens / max(seconds, 1e-9), **self.data_loader_stats()}
+        self._call("on_log", self.last_log)
+        return self.last_log
+
+    def _validate_and_report(self) -> dict[str, float]:
+        metrics = self.validate()
+        self._call("on_validation", metrics)
+        return metrics
+
+    def train(self, checkpoint: Path | None = None) -> dict[str, Any]:
+        self.batches_in_epoch = 0
+        if checkpoint is not None:
+            self.restore(checkpoint)
+        self.model.train()
+        self._call("on_start")
+        window: dict[str, float] = {}
+        window_steps, self.tokens_seen, window_start = 0, 0, time.perf_counter()
+        final: dict[str, Any] = {}
+        validated_at = -1
+        while self.epoch < self.num_epochs and self.step < self.total_steps and self.stop_reason is None:
+            if self.batches_in_epoch == 0:  # a fresh epoch; otherwise the restored loader resumes mid-epoch
+                self.data_loader.set_epoch(self.epoch)
+            for micro_batches in self._micro_batch_groups():
+                step_metrics = self._train_step(micro_batches)
+                self._call("on_step", step_metrics)
+                for key, value in step_metrics.items():
+                    window[key] = window.get(key, 0.0) + value
+                window_steps += 1
+                if self.step % self.log_every == 0 or self.step == self.total_steps:
+                    final.update(self._log(window, window_steps, time.perf_counter() - window_start, self.tokens_seen))
+                    window, window_steps, self.tokens_seen, window_start = {}, 0, 0, time.perf_counter()
+                if self.validation_data_loader is not None and self.validation_every and self.step % self.validation_every == 0:
+                    final.update(self._validate_and_report())
+                    validated_at = self.step
+                if self.step >= self.total_steps or self.stop_reason is not None:
+                    break
+                if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    self.save_checkpoint()
+            if self.batches_in_epoch >= len(self.data_loader):
+                if self.validation_data_loader is not None and validated_at != self.step:
+                    final.update(self._validate_and_report())
+                    validated_at = self.step
+                self._call("on_epoch_end", self.epoch, self.data_loader_stats())
+                self.epoch += 1
+                self.batches_in_epoch = 0
+            self.save_checkpoint()
+        if self.validation_data_loader is not None and validated_at != self.step:
+            final.update(self._validate_and_report())
+        if self.stop_reason:
+            logger.info("%s", self.stop_reason)
+        self._call("on_end", final)
+        return {**final, "step": self.step, "epoch": self.epoch, "stop_reason": self.stop_reason}
+
+
+@Trainer.register("no_op")
+class NoOpTrainer(Trainer):
+    """No training: the run directory gets the model as it was built (for untrained baselines)."""
+
+    def __init__(self, model: torch.nn.Module, serialization_dir: str, data_loader=None, validation_data_loader=None,
+                 rank: int = 0, world_size: int = 1):
+        self.model, self.is_primary = model, rank == 0
+
+    def train(self, checkpoint: Path | None = None) -> dict[str, Any]:
+        return {"step": 0}

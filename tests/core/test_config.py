@@ -1,0 +1,55 @@
+"""Experiment files: JSONnet, ext vars, overrides, error locations."""
+
+from __future__ import annotations
+
+import pytest
+
+from declutr.core.config import load_config, locate, parse_ext_vars, unflatten
+from declutr.core.errors import ConfigurationError
+
+
+def test_jsonnet_imports_ext_vars_and_overrides(tmp_path, monkeypatch):
+    (tmp_path / "common.libsonnet").write_text('{ trainer: { num_epochs: 1, optimizer: { lr: 5e-5 } } }')
+    (tmp_path / "exp.jsonnet").write_text(
+        'local common = import "common.libsonnet";\n'
+        'common + { model: { name: std.extVar("MODEL") }, seed: std.parseInt(std.extVar("SEED")) }\n'
+    )
+    monkeypatch.setenv("SEED", "7")
+    config = load_config(tmp_path / "exp.jsonnet", '{"trainer.optimizer.lr": 1e-4, "trainer": {"grad_norm": 1}}',
+                         ext_vars={"MODEL": "m"})
+    assert config == {"trainer": {"num_epochs": 1, "optimizer": {"lr": 1e-4}, "grad_norm": 1},
+                      "model": {"name": "m"}, "seed": 7}
+
+
+def test_plain_json_and_jsonnet_overrides(tmp_path):
+    (tmp_path / "exp.json").write_text('{"a": {"b": 1, "c": [1, 2]}}')
+    assert load_config(tmp_path / "exp.json", "{a+: {c: [3]}}") == {"a": {"b": 1, "c": [3]}}
+
+
+def test_syntax_error_shows_file_and_line(tmp_path):
+    (tmp_path / "bad.jsonnet").write_text('{\n  a: 1,\n  b: ,\n}\n')
+    with pytest.raises(ConfigurationError) as info:
+        load_config(tmp_path / "bad.jsonnet")
+    message = str(info.value)
+    assert "\n" not in message and "bad.jsonnet:3" in message
+
+
+def test_missing_file_and_bad_ext_var(tmp_path):
+    with pytest.raises(ConfigurationError, match="no such experiment file"):
+        load_config(tmp_path / "nope.jsonnet")
+    with pytest.raises(ConfigurationError, match="expected KEY=VALUE"):
+        parse_ext_vars(["NOVALUE"])
+    (tmp_path / "e.jsonnet").write_text('{ m: std.extVar("UNSET_VARIABLE_XYZ") }')
+    with pytest.raises(ConfigurationError, match="UNSET_VARIABLE_XYZ"):
+        load_config(tmp_path / "e.jsonnet")
+
+
+def test_unflatten_dotted_keys():
+    assert unflatten({"a.b.c": 1, "a.b.d": 2, "e": {"f.g": 3}}) == {"a": {"b": {"c": 1, "d": 2}}, "e": {"f": {"g": 3}}}
+
+
+def test_locate_finds_the_line_of_the_key(tmp_path):
+    path = tmp_path / "exp.jsonnet"
+    path.write_text('{\n  model: {\n    loss: {\n      temperature: "abc",\n    },\n  },\n  trainer: { num_epoch: 2 },\n}\n')
+    assert locate('model.loss.temperature: expected float, got "abc"', path).endswith(f"({path}:4)")
+    assert locate('trainer: unexpected key "num_epoch" (did you mean "num_epochs"?)', path).endswith(f"({path}:7)")
