@@ -1,0 +1,291 @@
+"""Dataset readers: from an indexed corpus to model inputs and batches.
+
+A reader owns the tokenizer, the document source and the sampling policy. For a data path it
+returns the cached :class:`~declutr.data.index.CorpusIndex` and the records it will use
+(:meth:`DatasetReader.select`, which applies the short-document policy); for one record and a
+``numpy.random.Generator`` it builds an example (token-id inputs, anchors masked), and it
+collates examples into the batch layout of docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from declutr.core.errors import DeclutrError
+from declutr.core.registrable import Registrable
+from declutr.data.collate import mask_tokens, pad_group
+from declutr.data.index import CorpusIndex, load_or_build_index
+from declutr.data.samplers import (
+    DeclutrSpanSampler,
+    SameTextSampler,
+    SpanSampler,
+    WholeTextSampler,
+)
+from declutr.data.sources import EMPTY, OK, UNDECODABLE, AutoFormat, DocumentSource
+from declutr.data.tokenizer import TransformerTokenizer
+
+logger = logging.getLogger(__name__)
+Input = tuple[np.ndarray, np.ndarray]  # (input_ids, special_tokens_mask) of one model input
+
+
+@dataclass
+class Example:
+    """The model inputs made from one record."""
+
+    anchors: list[Input]
+    positives: list[Input] = field(default_factory=list)
+    negatives: list[Input] = field(default_factory=list)
+    mlm_labels: list[np.ndarray] | None = None
+
+
+@dataclass
+class Selection:
+    """The records a reader uses from an index, and what it left out (corpus-wide counts)."""
+
+    records: np.ndarray
+    skipped: dict[str, int]
+
+
+class DatasetReader(Registrable):
+    """Turns a corpus into examples. ``reader.tokenizer`` is the Hugging Face fast tokenizer.
+
+    # Parameters
+    tokenizer: ``{"model_name": ..., "max_length": null}`` (see ``TransformerTokenizer``).
+    document_source: how files are read (default ``auto``: by file name, text field ``text``).
+    cache_directory: where corpus indexes are cached (default ``$DECLUTR_CACHE`` or
+        ``~/.cache/declutr``).
+    """
+
+    default_implementation = "declutr"
+    kind_name = "dataset_reader"
+    unit = "subword"
+
+    def __init__(
+        self,
+        tokenizer: TransformerTokenizer,
+        document_source: DocumentSource | None = None,
+        cache_directory: str | None = None,
+    ):
+        self.transformer_tokenizer = tokenizer
+        self.source = document_source or AutoFormat()
+        self.cache_directory = cache_directory
+        self._indexes: dict[str, CorpusIndex] = {}
+
+    @property
+    def tokenizer(self):
+        """The Hugging Face ``PreTrainedTokenizerFast`` (the trainer hands it to the model)."""
+        return self.transformer_tokenizer.hf
+
+    @property
+    def mlm(self) -> bool:
+        return False
+
+    @property
+    def min_length(self) -> int:
+        """The shortest usable text, in ``unit`` s."""
+        return 1
+
+    def index(self, data_path: str | os.PathLike, progress: bool = True) -> CorpusIndex:
+        """The corpus index of ``data_path`` (built and cached on first use)."""
+        key = os.fspath(data_path)
+        if key not in self._indexes:
+            self._indexes[key] = load_or_build_index(
+                data_path, self.source, self.transformer_tokenizer, self.unit, self.cache_directory, progress
+            )
+        return self._indexes[key]
+
+    def select(self, index: CorpusIndex) -> Selection:
+        """The usable records; the rest counted by reason (or an error, by policy)."""
+        if index.num_fields != self.source.num_fields:
+            raise DeclutrError(f"{index.directory}: indexed with {index.num_fields} fields, the reader needs {self.source.num_fields}")
+        lengths = index.lengths.reshape(len(index), index.num_fields).min(axis=1)
+        ok = index.status == OK
+        long_enough = lengths >= self.min_length
+        short = ok & ~long_enough
+        if short.any():
+            self._short_documents(index, np.flatnonzero(short))
+        return Selection(
+            records=np.flatnonzero(ok & long_enough),
+            skipped={
+                "documents_skipped_empty": int((index.status == EMPTY).sum()),
+                "documents_skipped_undecodable": int((index.status == UNDECODABLE).sum()),
+                "documents_skipped_short": int(short.sum()),
+            },
+        )
+
+    def _short_documents(self, index: CorpusIndex, records: np.ndarray) -> None:
+        """Called with the records too short to use; skipping is the default."""
+
+    def example(self, index: CorpusIndex, record: int, rng: np.random.Generator) -> Example:
+        raise NotImplementedError
+
+    def collate(self, examples: list[Example]) -> dict:
+        """The batch of docs/architecture.md from examples (in order)."""
+        pad = self.transformer_tokenizer.pad_id
+        anchors = [x for e in examples for x in e.anchors]
+        labels = [x for e in examples for x in e.mlm_labels] if examples and examples[0].mlm_labels is not None else None
+        batch = {"anchors": pad_group(anchors, pad, labels)}
+        if any(e.positives for e in examples):
+            positives, owner, offset = [], [], 0
+            for e in examples:
+                per_anchor = len(e.positives) // len(e.anchors)
+                positives.extend(e.positives)
+                owner.extend(offset + i // per_anchor for i in range(len(e.positives)))
+                offset += len(e.anchors)
+            batch["positives"] = pad_group(positives, pad)
+            batch["positive_anchor_index"] = torch.tensor(owner, dtype=torch.long)
+        if any(e.negatives for e in examples):
+            batch["negatives"] = pad_group([x for e in examples for x in e.negatives], pad)
+        return batch
+
+
+@DatasetReader.register("declutr")
+class SpanReader(DatasetReader):
+    """DeCLUTR: anchors and positives sampled from each document, anchors BERT-masked.
+
+    Each document was tokenized once (into the index); a visit slices its ids for every span,
+    adds the special tokens and truncates to the model maximum. Masking is drawn afresh at every
+    visit from the same per-visit generator as the spans.
+
+    # Parameters
+    span_sampler: how spans are drawn (default ``declutr`` with the paper's 2 anchors,
+        2 positives, spans of 32-512 subword tokens).
+    mlm_probability: BERT masking rate of anchor tokens [0.15]; null: no masking (and no
+        ``mlm_labels``), e.g. for the contrastive-only ablation.
+    short_documents: a document shorter than the sampler's minimum
+        (``num_anchors * max_span_len * 2``) is skipped and counted (``skip``), or stops the
+        run with an error naming it (``error``, the reference's behaviour).
+    tokenizer, document_source, cache_directory: see ``DatasetReader``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: TransformerTokenizer,
+        span_sampler: SpanSampler | None = None,
+        mlm_probability: float | None = 0.15,
+        short_documents: Literal["skip", "error"] = "skip",
+        document_source: DocumentSource | None = None,
+        cache_directory: str | None = None,
+    ):
+        super().__init__(tokenizer, document_source, cache_directory)
+        self.sampler = span_sampler or DeclutrSpanSampler()
+        if mlm_probability is not None and not 0.0 < mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must lie in (0, 1) or be null, got {mlm_probability}")
+        if mlm_probability is not None and tokenizer.mask_id is None:
+            raise ValueError(f'the tokenizer of "{tokenizer.model_name}" has no mask token; set mlm_probability to null')
+        if short_documents not in ("skip", "error"):
+            raise ValueError(f'short_documents must be "skip" or "error", got {short_documents!r}')
+        if self.source.num_fields != 1:
+            raise ValueError("the document source must give one text per record")
+        self.mlm_probability = mlm_probability
+        self.short_documents = short_documents
+        self.unit = self.sampler.unit
+
+    @property
+    def mlm(self) -> bool:
+        return self.mlm_probability is not None
+
+    @property
+    def min_length(self) -> int:
+        return self.sampler.min_length
+
+    def _short_documents(self, index: CorpusIndex, records: np.ndarray) -> None:
+        if self.short_documents == "error":
+            record = int(records[0])
+            unit = "subword tokens" if self.unit == "subword" else "whitespace words"
+            raise DeclutrError(
+                f"{index.location(record)}: document of {int(index.lengths[record])} {unit}, shorter than the "
+                f"minimum {self.min_length} (num_anchors * max_span_len * 2); {len(records)} such document(s) "
+                'in all (set dataset_reader.short_documents to "skip" to skip and count them)'
+            )
+
+    def example(self, index: CorpusIndex, record: int, rng: np.random.Generator) -> Example:
+        tok = self.transformer_tokenizer
+        tokens = index.tokens(record)
+        starts = index.unit_starts(record)
+        anchors, positives = self.sampler.sample(int(index.lengths[record]), rng)
+
+        def inputs(spans: np.ndarray) -> list[Input]:
+            if starts is not None:  # whitespace words -> the tokens of those words
+                spans = starts[spans].astype(np.int64)
+            return [tok.wrap(tokens[s:e]) for s, e in spans]
+
+        example = Example(inputs(anchors), inputs(positives))
+        if self.mlm:
+            masked = [mask_tokens(ids, special, rng, tok.mask_id, tok.vocab_size, self.mlm_probability) for ids, special in example.anchors]
+            example.anchors = [(ids, special) for (ids, _), (_, special) in zip(masked, example.anchors)]
+            example.mlm_labels = [labels for _, labels in masked]
+        return example
+
+
+@DatasetReader.register("simcse_unsupervised")
+class SimCSEUnsupervisedReader(SpanReader):
+    """SimCSE unsupervised: each sentence (one per line) is its own positive.
+
+    # Parameters
+    tokenizer: set ``max_length`` to SimCSE's 32 for the paper setting.
+    mlm_probability: SimCSE's optional auxiliary MLM on the anchors (default null: off).
+    document_source, cache_directory: see ``DatasetReader``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: TransformerTokenizer,
+        mlm_probability: float | None = None,
+        document_source: DocumentSource | None = None,
+        cache_directory: str | None = None,
+    ):
+        super().__init__(tokenizer, SameTextSampler(), mlm_probability, "skip", document_source, cache_directory)
+
+
+@DatasetReader.register("isbert")
+class SentenceReader(SpanReader):
+    """IS-BERT (and any encoder trained on plain sentences): each sentence is one anchor.
+
+    # Parameters
+    tokenizer, document_source, cache_directory: see ``DatasetReader``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: TransformerTokenizer,
+        document_source: DocumentSource | None = None,
+        cache_directory: str | None = None,
+    ):
+        super().__init__(tokenizer, WholeTextSampler(), None, "skip", document_source, cache_directory)
+
+
+@DatasetReader.register("simcse_supervised")
+class NLITripletReader(DatasetReader):
+    """SimCSE supervised: NLI triplets, premise as anchor, entailment as its positive,
+    contradiction as its hard negative. CSV (with a header) or JSON lines.
+
+    # Parameters
+    fields: the premise, positive and hard-negative columns/keys (SimCSE's
+        ``nli_for_simcse.csv``: ``sent0``, ``sent1``, ``hard_neg``).
+    tokenizer, cache_directory: see ``DatasetReader``. A record with an empty text is skipped
+        and counted (``documents_skipped_empty``).
+    """
+
+    def __init__(
+        self,
+        tokenizer: TransformerTokenizer,
+        fields: tuple[str, str, str] = ("sent0", "sent1", "hard_neg"),
+        document_source: DocumentSource | None = None,
+        cache_directory: str | None = None,
+    ):
+        source = document_source or AutoFormat(fields=list(fields))
+        if source.num_fields != 3:
+            raise ValueError(f"the document source must give 3 texts per record (premise, positive, negative), not {source.num_fields}")
+        super().__init__(tokenizer, source, cache_directory)
+
+    def example(self, index: CorpusIndex, record: int, rng: np.random.Generator) -> Example:
+        wrap = self.transformer_tokenizer.wrap
+        anchor, positive, negative = (wrap(index.tokens(record * 3 + f)) for f in range(3))
+        return Example([anchor], [positive], [negative])
