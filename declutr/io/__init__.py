@@ -1,0 +1,4 @@
+"""Reading and writing models: export to transformers / sentence-transformers and loading back.
+
+See ``declutr.io.export`` (imported on use: it needs torch and transformers).
+"""

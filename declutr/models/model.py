@@ -1,0 +1,111 @@
+"""The ``Model`` kind: an encoder, a pooling head and losses, with one inference path and export."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from declutr.core.construct import Lazy
+from declutr.core.registrable import Registrable
+from declutr.modules.encoders import TextEncoder
+from declutr.modules.heads import EmbeddingHead, FeedForward
+from declutr.modules.poolers import Pooler
+
+logger = logging.getLogger(__name__)
+
+
+class Model(torch.nn.Module, Registrable):
+    """Wiring of a ``TextEncoder``, an ``EmbeddingHead`` (pooler + optional projection) and losses.
+
+    ``forward(batch)`` returns ``{"loss": total, "<term>_loss": ...}`` (scalars; the per-term
+    values are detached, for logging). ``embed`` is the inference path, also used by models
+    loaded back from an export; ``export`` writes the Hugging Face + sentence-transformers folder.
+    """
+
+    default_implementation = "declutr"
+
+    def __init__(self, encoder: TextEncoder, head: EmbeddingHead, tokenizer: PreTrainedTokenizerBase | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.tokenizer = tokenizer
+
+    @property
+    def embedding_dim(self) -> int | None:
+        return self.head.output_dim
+
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special_tokens_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Embeddings ``[N, D]`` of one padded batch; call in eval mode for inference.
+
+        Padding never changes an embedding, so a batch may be split into length-sorted
+        sub-batches, embedded separately and concatenated back in order.
+        """
+        return self.head(self.encoder(input_ids, attention_mask), attention_mask, special_tokens_mask)
+
+    def embed_group(self, group: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``embed`` for a text group of a batch (``input_ids``, ``attention_mask``, ``special_tokens_mask``)."""
+        return self.embed(group["input_ids"], group["attention_mask"], group.get("special_tokens_mask"))
+
+    def export(self, directory: str | os.PathLike) -> Path:
+        """Write a Hugging Face checkpoint plus sentence-transformers and declutr pooling files."""
+        from declutr.io.export import export_model
+
+        return export_model(self, directory)
+
+
+def build_encoder(encoder: Lazy[TextEncoder] | TextEncoder, masked_language_modeling: bool) -> TextEncoder:
+    """Construct a lazily configured encoder with the model's MLM decision, or check a built one."""
+    if isinstance(encoder, Lazy):
+        encoder = encoder.construct(masked_language_modeling=masked_language_modeling)
+    if bool(getattr(encoder, "masked_language_modeling", False)) != masked_language_modeling:
+        wanted = "with" if masked_language_modeling else "without"
+        raise ValueError(
+            f"the encoder must be loaded {wanted} its masked-LM head here (the model's mlm_weight decides); "
+            f"remove masked_language_modeling from the encoder's config"
+        )
+    return encoder
+
+
+def build_head(
+    encoder: TextEncoder,
+    pooler: Lazy[Pooler] | Pooler | None,
+    feedforward: Lazy[FeedForward] | FeedForward | None,
+    default_pooler: str = "mean",
+) -> EmbeddingHead:
+    """The pooler (default ``default_pooler``) and projection head, sized from the encoder."""
+    if pooler is None:
+        pooler = Pooler.by_name(default_pooler)(input_dim=encoder.hidden_size)
+    elif isinstance(pooler, Lazy):
+        pooler = pooler.construct(input_dim=encoder.hidden_size)
+    if isinstance(feedforward, Lazy):
+        if pooler.output_dim is None:
+            raise ValueError("a feedforward head needs a pooler that knows its output size")
+        feedforward = feedforward.construct(input_dim=pooler.output_dim)
+    return EmbeddingHead(pooler, feedforward)
+
+
+def mean_per_anchor(embeddings: torch.Tensor, anchor_index: torch.Tensor | None, anchors: int) -> torch.Tensor:
+    """The mean of each anchor's positives: row ``i`` of ``embeddings`` belongs to ``anchor_index[i]``.
+
+    Without ``anchor_index`` the positives are taken as grouped, the same number per anchor.
+    """
+    if anchor_index is None:
+        if embeddings.size(0) % anchors:
+            raise ValueError(f"{embeddings.size(0)} positives cannot be split evenly over {anchors} anchors")
+        return embeddings.view(anchors, -1, embeddings.size(-1)).mean(dim=1)
+    anchor_index = anchor_index.to(embeddings.device)
+    sums = embeddings.new_zeros(anchors, embeddings.size(-1)).index_add(0, anchor_index, embeddings)
+    counts = torch.bincount(anchor_index, minlength=anchors).clamp(min=1).to(embeddings.dtype)
+    return sums / counts.unsqueeze(-1)
+
+
+def require(batch: dict, key: str, why: str) -> dict[str, torch.Tensor]:
+    if batch.get(key) is None:
+        raise ValueError(f'the batch has no "{key}" ({why})')
+    return batch[key]

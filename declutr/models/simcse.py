@@ -1,0 +1,73 @@
+"""SimCSE (Gao et al., EMNLP 2021): dropout views (unsupervised) or NLI triplets (supervised)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from declutr.core.construct import Lazy
+from declutr.losses.base import ContrastiveLoss
+from declutr.losses.contrastive import InfoNCELoss
+from declutr.models.model import (
+    Model,
+    build_encoder,
+    build_head,
+    mean_per_anchor,
+    require,
+)
+from declutr.modules.distributed import gather_with_grad, world_size
+from declutr.modules.encoders import TextEncoder
+from declutr.modules.heads import FeedForward
+from declutr.modules.poolers import Pooler
+
+
+@Model.register("simcse")
+class SimCSEModel(Model):
+    """SimCSE, unsupervised or supervised depending on the batch.
+
+    Unsupervised (the batch has only ``anchors``): every sentence is encoded twice in one pass
+    and the two dropout views are each other's positives; the model must be in train mode
+    (dropout on), or the views coincide. Supervised (the batch has ``positives``, and optionally
+    one hard negative per anchor in ``negatives``): anchors against their positives, with the
+    other positives and all hard negatives as negatives. Embeddings are gathered across
+    processes before the loss.
+
+    # Parameters
+    encoder: the transformer (``{"type": "transformer", "model_name": ...}``).
+    pooler: [cls_mlp: the [CLS] vector through an MLP in training, plain [CLS] at inference].
+    feedforward: an optional projection head (kept at inference).
+    loss: [info_nce with temperature 0.05].
+    scale_fix: multiply the loss by the number of processes (see the ``declutr`` model).
+    tokenizer: injected (the data reader's tokenizer), saved with the export.
+    """
+
+    def __init__(
+        self,
+        encoder: Lazy[TextEncoder],
+        pooler: Lazy[Pooler] | None = None,
+        feedforward: Lazy[FeedForward] | None = None,
+        loss: ContrastiveLoss | None = None,
+        scale_fix: bool = False,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ):
+        built_encoder = build_encoder(encoder, masked_language_modeling=False)
+        super().__init__(built_encoder, build_head(built_encoder, pooler, feedforward, default_pooler="cls_mlp"), tokenizer)
+        self.loss = loss if loss is not None else InfoNCELoss(temperature=0.05)
+        self.scale_fix = scale_fix
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        anchors = require(batch, "anchors", "every SimCSE batch has anchors")
+        negatives = None
+        if batch.get("positives") is None:
+            doubled = {key: torch.cat([value, value]) for key, value in anchors.items() if key != "mlm_labels"}
+            anchor_embeddings, positive_embeddings = self.embed_group(doubled).chunk(2)
+        else:
+            anchor_embeddings = self.embed_group(anchors)
+            positive_embeddings = mean_per_anchor(
+                self.embed_group(batch["positives"]), batch.get("positive_anchor_index"), anchor_embeddings.size(0)
+            )
+            if batch.get("negatives") is not None:
+                negatives = gather_with_grad(self.embed_group(batch["negatives"]))
+        loss = self.loss(gather_with_grad(anchor_embeddings), gather_with_grad(positive_embeddings), negatives)
+        scale = world_size() if self.scale_fix else 1
+        return {"loss": scale * loss, "contrastive_loss": loss.detach()}

@@ -1,0 +1,133 @@
+"""Text encoders: token ids in, contextual token vectors (and masked-LM logits) out."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+import torch
+
+from declutr.core.registrable import Registrable
+
+
+class TextEncoder(torch.nn.Module, Registrable):
+    """Maps ``input_ids``/``attention_mask`` (``[N, L]``) to token vectors ``[N, L, hidden_size]``.
+
+    ``masked_language_modeling`` is decided by the model that owns the encoder (it knows whether
+    its MLM term is on) and passed when the model builds it, so configs never set it.
+    """
+
+    kind_name = "encoder"
+    default_implementation = "transformer"
+    runtime_args: ClassVar[tuple[str, ...]] = ("masked_language_modeling",)
+
+    hidden_size: int
+    masked_language_modeling: bool
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The last layer's token vectors ``[N, L, hidden_size]`` (no masked-LM head)."""
+        raise NotImplementedError
+
+    def forward_masked_lm(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass giving both the token vectors and the masked-LM logits ``[N, L, vocab]``."""
+        raise NotImplementedError(f"{type(self).__name__} has no masked-LM head")
+
+
+def _dtype_kwarg() -> str:
+    """``dtype`` in transformers >= 4.56, ``torch_dtype`` before."""
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+@TextEncoder.register("transformer")
+class TransformerEncoder(TextEncoder):
+    """A Hugging Face transformer (any checkpoint name or local path), last hidden layer.
+
+    Loads ``AutoModelForMaskedLM`` when the model trains with masked-LM and ``AutoModel``
+    otherwise, in float32 with SDPA attention. The bare model's pooler layer (unused by declutr's
+    poolers) is dropped so that distributed training sees no unused parameters.
+
+    # Parameters
+    model_name: a Hugging Face model id or a local checkpoint directory.
+    gradient_checkpointing: trade compute for memory (recompute activations in the backward pass).
+    trust_remote_code: allow checkpoints that ship their own modelling code (off by default).
+    attn_implementation: ``sdpa`` (default), ``eager`` or another transformers attention backend.
+    revision: a branch, tag or commit of a hub checkpoint.
+    masked_language_modeling: injected by the model; set it only when using the encoder alone.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        gradient_checkpointing: bool = False,
+        trust_remote_code: bool = False,
+        attn_implementation: str = "sdpa",
+        revision: str | None = None,
+        masked_language_modeling: bool = False,
+    ):
+        super().__init__()
+        from transformers import AutoModel, AutoModelForMaskedLM
+
+        if not model_name:
+            raise ValueError("model_name must name a Hugging Face checkpoint or a local directory")
+        self.model_name = str(model_name)
+        self.gradient_checkpointing = gradient_checkpointing
+        self.trust_remote_code = trust_remote_code
+        self.attn_implementation = attn_implementation
+        self.revision = revision
+        self.masked_language_modeling = masked_language_modeling
+        auto = AutoModelForMaskedLM if masked_language_modeling else AutoModel
+        kwargs = {"attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code, _dtype_kwarg(): torch.float32}
+        if revision is not None:
+            kwargs["revision"] = revision
+        local = os.path.isdir(self.model_name)
+        try:
+            self.model = auto.from_pretrained(self.model_name, **kwargs)
+        except OSError as error:
+            where = "local directory" if local else "Hugging Face model"
+            raise ValueError(f'cannot load {where} "{self.model_name}": {error}') from error
+        if not masked_language_modeling and getattr(self.model, "pooler", None) is not None:
+            self.model.pooler = None
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.hidden_size = int(self.model.config.hidden_size)
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The transformer without any head (what ``AutoModel`` loads from an export)."""
+        return self.model.base_model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return last_hidden_state(self.base_model, input_ids, attention_mask)
+
+    def forward_masked_lm(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.masked_language_modeling:
+            raise RuntimeError("this encoder was loaded without its masked-LM head (masked_language_modeling=False)")
+        captured: list[torch.Tensor] = []
+
+        def keep_output(module, inputs, output):
+            captured.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
+
+        # The hook takes the base model's own output, so the anchor embeddings are exactly what
+        # ``forward`` (the inference path) would compute from the same input.
+        handle = self.base_model.register_forward_hook(keep_output)
+        try:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        finally:
+            handle.remove()
+        return captured[-1], logits
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """A Hugging Face checkpoint (safetensors + config), the masked-LM head included when loaded."""
+        self.model.save_pretrained(str(directory), safe_serialization=True)
+
+
+def last_hidden_state(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``model(input_ids, attention_mask).last_hidden_state`` for a bare transformer.
+
+    The one way declutr runs a bare transformer, used by training-time encoders and by models
+    loaded back from an export alike.
+    """
+    return model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
