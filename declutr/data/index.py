@@ -54,14 +54,16 @@ class CorpusIndex:
         self.num_fields: int = meta["num_fields"]
         self.unit: str = meta["unit"]
         self.id_dtype = np.dtype(meta["id_dtype"])
-        arrays = np.load(self.directory / "index.npz")
-        self.status = arrays["status"]
-        self.file_index = arrays["file_index"]
-        self.line = arrays["line"]
-        self.token_offsets = arrays["token_offsets"]
-        self.word_offsets = arrays.get("word_offsets")
-        counts = np.diff(self.word_offsets if self.word_offsets is not None else self.token_offsets)
-        self.lengths = counts
+        with np.load(self.directory / "index.npz") as arrays:
+            self.status = arrays["status"]
+            self.file_index = arrays["file_index"]
+            self.line = arrays["line"]
+            self.token_offsets = arrays["token_offsets"]
+            self.word_offsets = arrays["word_offsets"] if "word_offsets" in arrays.files else None
+        if self.word_offsets is None:
+            self.lengths = np.diff(self.token_offsets)
+        else:  # each text stores its word starts plus the token count
+            self.lengths = np.maximum(np.diff(self.word_offsets) - 1, 0)
         self._fds: dict[str, int] = {}
         self._pid = -1
 
@@ -180,7 +182,7 @@ def _build(files, source, tokenizer, unit, directory: Path, progress: bool) -> N
                 if words_out is not None:
                     starts = _word_starts(text, encoding)
                     words_out.write(starts.tobytes())
-                    word_offsets.append(word_offsets[-1] + len(starts) - 1)
+                    word_offsets.append(word_offsets[-1] + len(starts))
                 else:
                     word_offsets.append(word_offsets[-1])
         pending.clear()
