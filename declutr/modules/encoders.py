@@ -91,7 +91,7 @@ class TransformerEncoder(TextEncoder):
         if not masked_language_modeling and getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None
         if gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(self.model)
         self.hidden_size = int(self.model.config.hidden_size)
 
     @property
@@ -122,6 +122,19 @@ class TransformerEncoder(TextEncoder):
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """A Hugging Face checkpoint (safetensors + config), the masked-LM head included when loaded."""
         self.model.save_pretrained(str(directory), safe_serialization=True)
+
+
+def enable_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in the backward pass (non-reentrant), with either transformers API."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def is_checkpointing(model: torch.nn.Module) -> bool:
+    flag = getattr(type(model), "is_activation_checkpointing", None)
+    return bool(model.is_activation_checkpointing if flag is not None else model.is_gradient_checkpointing)
 
 
 def last_hidden_state(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
