@@ -226,12 +226,20 @@ class RelatednessTask(SentEvalTask):
     def parse(self, lines: list[str], filename: str) -> tuple[list[str], list[str], list[float]]:
         raise NotImplementedError
 
+    def load(self, split: str) -> tuple[list[str], list[str], np.ndarray]:
+        """One split's pairs and scores, sorted by length as SentEval does."""
+        filename = self.splits[split]
+        first, second, scores = self.parse(self.read_lines(filename), filename)
+        order = sorted(range(len(scores)), key=lambda i: (len(first[i].split()), len(second[i].split()), scores[i]))
+        return [first[i] for i in order], [second[i] for i in order], np.asarray([scores[i] for i in order])
+
+    def cosine(self, embed: Embed, split: str = "test") -> dict:
+        """Pearson/Spearman of plain cosine similarity on one split (no training)."""
+        first, second, scores = self.load(split)
+        return correlations(cosine_rows(*embed_all(embed, first, second)), scores)
+
     def run(self, embed: Embed, settings: ClassifierSettings, seed: int = 1111) -> dict:
-        data = {}
-        for split, filename in self.splits.items():
-            first, second, scores = self.parse(self.read_lines(filename), filename)
-            order = sorted(range(len(scores)), key=lambda i: (len(first[i].split()), len(second[i].split()), scores[i]))
-            data[split] = ([first[i] for i in order], [second[i] for i in order], np.asarray([scores[i] for i in order]))
+        data = {split: self.load(split) for split in ("train", "dev", "test")}
         groups = [group for split in ("train", "dev", "test") for group in data[split][:2]]
         train_u, train_v, dev_u, dev_v, test_u, test_v = embed_all(embed, *groups)
 
