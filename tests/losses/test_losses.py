@@ -10,7 +10,13 @@ import torch.nn.functional as F
 
 from declutr.core.construct import build
 from declutr.core.errors import ConfigurationError
-from declutr.losses import InfoNCELoss, JensenShannonInfomaxLoss, Loss, MaskedLanguageModelingLoss, NTXentLoss
+from declutr.losses import (
+    InfoNCELoss,
+    JensenShannonInfomaxLoss,
+    Loss,
+    MaskedLanguageModelingLoss,
+    NTXentLoss,
+)
 
 
 def _pair(count: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
