@@ -32,8 +32,8 @@ from declutr.data.tokenizer import TransformerTokenizer
 logger = logging.getLogger(__name__)
 Unit = Literal["subword", "whitespace"]
 INDEX_VERSION = 1
-_BATCH_TEXTS = 1024
-_BATCH_CHARS = 8 << 20
+_BATCH_TEXTS = 256
+_BATCH_CHARS = 2 << 20
 
 
 def default_cache_directory() -> Path:
