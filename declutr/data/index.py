@@ -100,9 +100,16 @@ class CorpusIndex:
         return f"{self.files[int(self.file_index[record])]}:{int(self.line[record])}"
 
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
+        if self._pid == os.getpid():
+            for fd in self._fds.values():
+                os.close(fd)
         self._fds = {}
+
+    def __del__(self):
+        try:
+            self.close()
+        except (OSError, AttributeError):
+            pass
 
 
 def cache_key(files: list[Path], source: DocumentSource, tokenizer: TransformerTokenizer, unit: str) -> str:
