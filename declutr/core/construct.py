@@ -216,8 +216,8 @@ class _Builder:
 
     def lazy(self, inner: Any, value: Any, path: str, extras: dict) -> Any:
         runtime = getattr(inner, "runtime_args", ()) if isinstance(inner, type) else ()
-        self.value(inner, value, path, {**extras, **{name: PLACEHOLDER for name in runtime}})
-        if not self.building:
+        if not self.building:  # build() validated everything before this building pass
+            self.value(inner, value, path, {**extras, **{name: PLACEHOLDER for name in runtime}})
             return PLACEHOLDER
 
         def factory(**runtime_args):

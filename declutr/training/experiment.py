@@ -7,7 +7,6 @@
     }
 """
 
-from __future__ import annotations
 
 import importlib
 from typing import Any
