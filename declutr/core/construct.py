@@ -19,7 +19,8 @@ import json
 import os
 import types
 import typing
-from typing import Any, Callable, Generic, Literal, TypeVar, Union
+from collections.abc import Callable
+from typing import Any, Generic, Literal, TypeVar, Union
 
 from declutr.core.errors import ConfigurationError, closest
 from declutr.core.registrable import Registrable

@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 import re
 from collections import defaultdict
-from typing import Callable, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import ClassVar, Self, TypeVar
 
 from declutr.core.errors import ConfigurationError, closest
 
@@ -117,7 +118,7 @@ class Registrable:
         return names
 
     @classmethod
-    def from_config(cls: type[T], config, path: str = "", **extras) -> T:
+    def from_config(cls, config, path: str = "", **extras) -> Self:
         """Build a component of this kind from a config dict (see ``declutr.core.construct``)."""
         from declutr.core.construct import build
 

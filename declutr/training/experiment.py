@@ -8,7 +8,6 @@
 """
 
 
-import importlib
 from typing import Any
 
 COMPONENT_PACKAGES = ("declutr.data", "declutr.modules", "declutr.losses", "declutr.models", "declutr.training")

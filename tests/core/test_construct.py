@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Literal
 
 import pytest
 
@@ -26,7 +26,7 @@ class Circle(Shape):
         self.radius = radius
 
     @classmethod
-    def from_diameter(cls, diameter: float) -> "Circle":
+    def from_diameter(cls, diameter: float) -> Circle:
         return cls(diameter / 2)
 
 
@@ -48,7 +48,7 @@ class Hammer(Tool):
 
 @Shape.register("drawing")
 class Drawing(Shape):
-    def __init__(self, tool: Lazy[Tool], canvas=None, scale: Union[int, str] = 1, note: Optional[str] = None):
+    def __init__(self, tool: Lazy[Tool], canvas=None, scale: int | str = 1, note: str | None = None):
         self.tool, self.canvas, self.scale, self.note = tool, canvas, scale, note
 
 
