@@ -18,7 +18,7 @@ local model = std.extVar("TRANSFORMER_MODEL");
     loss: { type: "nt_xent", temperature: 0.05 },
   },
   trainer: {
-    num_epochs: 2,
+    num_epochs: 1,
     optimizer: {
       type: "adamw", lr: 5e-5, eps: 1e-6, correct_bias: false, weight_decay: 0.1,
       parameter_groups: [[["bias", "LayerNorm\\.weight", "layer_norm\\.weight"], { weight_decay: 0.0 }]],
