@@ -29,10 +29,10 @@ def resolve_model_path(model: str | os.PathLike) -> tuple[str, bool]:
     """``(path or hub name, is_local_folder)``: a run directory maps to its ``model/`` export."""
     path = Path(model).expanduser()
     if path.is_dir():
+        if (path / "model").is_dir() and (path / "model" / "config.json").is_file():
+            return str(path / "model"), True  # a run directory (its config.json is the experiment's)
         if (path / "config.json").is_file() or (path / "modules.json").is_file():
             return str(path), True
-        if (path / "model").is_dir():
-            return str(path / "model"), True
         raise DeclutrError(f"{path} is neither a run directory (no model/ inside) nor a model folder (no config.json)")
     if path.exists():
         raise DeclutrError(f"{path} is a file; give a run directory, a model folder or a Hugging Face checkpoint name")

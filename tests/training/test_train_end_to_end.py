@@ -90,3 +90,13 @@ def test_run_directory_rules(experiment, tmp_path):
     assert not (tmp_path / "run" / "something").exists() and (tmp_path / "run" / "model" / "config.json").is_file()
     result = train(experiment, tmp_path / "run", "--recover", "--overrides", '{"trainer.num_epochs": 3}')
     assert result.returncode == 1 and "trainer.num_epochs" in result.stderr
+
+
+def test_encoder_reads_a_run_directory(experiment):
+    from declutr import Encoder
+
+    run = experiment[0] / "reference"
+    if not (run / "model").is_dir():
+        pytest.skip("the reference run did not complete")
+    torch.testing.assert_close(torch.from_numpy(Encoder(run)(["A river house."])),
+                               torch.from_numpy(Encoder(run / "model")(["A river house."])))
