@@ -16,11 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from declutr.core.errors import DeclutrError
 from declutr.data.preprocess import (
     add_common_arguments,
+    run,
     wikitext_documents,
-    write_documents,
 )
 
 
@@ -31,16 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restore-markers", action="store_true", help='turn " @-@ " etc. back into "-", ",", "."')
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        counts = write_documents(
-            wikitext_documents(args.input, args.restore_markers), args.output, lowercase=args.lowercase,
-            min_length=args.min_length, tokenizer=args.tokenizer, unit=args.unit, progress=not args.no_progress,
-        )
-    except DeclutrError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"{args.output}: {counts['written']} documents written, {counts['short']} too short, {counts['empty']} empty")
-    return 0
+    return run(wikitext_documents(args.input, args.restore_markers), args)
 
 
 if __name__ == "__main__":

@@ -152,3 +152,19 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--unit", choices=("subword", "whitespace"), default="subword",
                         help="count subword tokens (default, as the sampler does) or whitespace words")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(documents: Iterable[str], args) -> int:
+    """Write ``documents`` as the scripts' parsed ``args`` ask; print a summary; the exit status."""
+    import sys
+
+    try:
+        counts = write_documents(
+            documents, args.output, lowercase=args.lowercase, min_length=args.min_length,
+            tokenizer=args.tokenizer, unit=args.unit, progress=not args.no_progress,
+        )
+    except DeclutrError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.output}: {counts['written']} documents written, {counts['short']} too short, {counts['empty']} empty")
+    return 0
