@@ -24,7 +24,11 @@ logger = logging.getLogger("declutr")
 def differing_keys(old: Any, new: Any, path: str = "") -> list[str]:
     """Key paths where two resolved configs differ."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return [d for k in sorted(set(old) | set(new)) for d in differing_keys(old.get(k), new.get(k), f"{path}.{k}" if path else k)]
+        return [
+            d
+            for k in sorted(set(old) | set(new))
+            for d in differing_keys(old.get(k), new.get(k), f"{path}.{k}" if path else k)
+        ]
     return [] if old == new else [path or "config"]
 
 
@@ -77,7 +81,13 @@ def setup_logging(serialization_dir: Path, primary: bool) -> None:
         log.addHandler(stream)
 
 
-def build_and_train(config: dict, serialization_dir: Path, recover: bool, rank: int = 0, world_size: int = 1) -> dict:
+def build_and_train(
+    config: dict,
+    serialization_dir: Path,
+    recover: bool,
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict:
     """Build every component of ``config`` and train; rank 0 writes the export and the plot."""
     import torch
 
@@ -90,9 +100,15 @@ def build_and_train(config: dict, serialization_dir: Path, recover: bool, rank: 
     seed = int(config.get("random_seed", 13))
     set_seeds(seed)
     top = {k: v for k, v in config.items() if v is not None or k not in ("data_loader", "validation_data_loader")}
-    experiment = build(experiment_signature(), top, extras={"serialization_dir": str(serialization_dir)})
+    experiment = build(
+        experiment_signature(),
+        top,
+        extras={"serialization_dir": str(serialization_dir)},
+    )
     if experiment.train_data_path is None and _trains(config):
-        raise DeclutrError('train_data_path: not set (give it in the config or with --overrides \'{"train_data_path": "..."}\')')
+        raise DeclutrError(
+            'train_data_path: not set (give it in the config or with --overrides \'{"train_data_path": "..."}\')'
+        )
     reader = experiment.dataset_reader
     tokenizer = reader.tokenizer
     model = experiment.model.construct(tokenizer=tokenizer)
@@ -104,21 +120,31 @@ def build_and_train(config: dict, serialization_dir: Path, recover: bool, rank: 
         lazy = lazy or Lazy(lambda **kw: build(DataLoader, {}, "data_loader", kw))
         return lazy.construct(reader=reader, data_path=path, seed=seed, rank=rank, world_size=world_size)
 
-    train_loader = loader(experiment.data_loader, reader, experiment.train_data_path) if experiment.train_data_path else None
+    train_loader = (
+        loader(experiment.data_loader, reader, experiment.train_data_path) if experiment.train_data_path else None
+    )
     validation_loader = None
     if experiment.validation_data_path:
         validation_loader = loader(
             experiment.validation_data_loader or experiment.data_loader,
-            experiment.validation_dataset_reader or reader, experiment.validation_data_path,
+            experiment.validation_dataset_reader or reader,
+            experiment.validation_data_path,
         )
     trainer = experiment.trainer.construct(
-        model=model, data_loader=train_loader, validation_data_loader=validation_loader,
-        serialization_dir=str(serialization_dir), rank=rank, world_size=world_size,
+        model=model,
+        data_loader=train_loader,
+        validation_data_loader=validation_loader,
+        serialization_dir=str(serialization_dir),
+        rank=rank,
+        world_size=world_size,
     )
     checkpoint = getattr(trainer, "checkpointer", None)
     latest = checkpoint.latest() if (recover and checkpoint is not None) else None
     if recover and latest is None:
-        logger.info("no complete checkpoint in %s: starting from the beginning", serialization_dir / "checkpoints")
+        logger.info(
+            "no complete checkpoint in %s: starting from the beginning",
+            serialization_dir / "checkpoints",
+        )
     metrics = trainer.train(latest)
     if rank == 0:
         export_dir = serialization_dir / "model"
@@ -165,8 +191,16 @@ def plot_metrics(serialization_dir: Path) -> None:
     plt.close(figure)
 
 
-def _worker(rank: int, config: dict, serialization_dir: str, recover: bool, devices: list[int], backend: str,
-            address: str, port: int) -> None:
+def _worker(
+    rank: int,
+    config: dict,
+    serialization_dir: str,
+    recover: bool,
+    devices: list[int],
+    backend: str,
+    address: str,
+    port: int,
+) -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
@@ -179,12 +213,31 @@ def _worker(rank: int, config: dict, serialization_dir: str, recover: bool, devi
         dist.destroy_process_group()
 
 
-def train_model(config: dict, serialization_dir: str | os.PathLike, recover: bool = False, force: bool = False) -> dict | None:
+def _user_error(traceback_text: str) -> str | None:
+    """The message of a ``DeclutrError`` that ended a spawned process (a user mistake, no traceback)."""
+    import importlib
+
+    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
+    name, _, message = (lines[-1] if lines else "").partition(": ")
+    module, _, class_name = name.rpartition(".")
+    try:
+        error_class = getattr(importlib.import_module(module), class_name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return message if isinstance(error_class, type) and issubclass(error_class, DeclutrError) else None
+
+
+def train_model(
+    config: dict,
+    serialization_dir: str | os.PathLike,
+    recover: bool = False,
+    force: bool = False,
+) -> dict | None:
     """Train ``config`` into ``serialization_dir`` on one process, spawned processes
     (``distributed.cuda_devices``), or under ``torchrun`` (read from the environment)."""
     serialization_dir = Path(serialization_dir)
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    rank = int(os.environ.get("RANK", 0)) if under_torchrun else 0
+    rank = int(os.environ.get("RANK", "0")) if under_torchrun else 0
     if rank == 0:
         recover = prepare_run_dir(serialization_dir, config, recover, force)
     distributed = config.get("distributed") or None
@@ -192,7 +245,7 @@ def train_model(config: dict, serialization_dir: str | os.PathLike, recover: boo
         import torch
         import torch.distributed as dist
 
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(local_rank)
@@ -211,11 +264,28 @@ def train_model(config: dict, serialization_dir: str | os.PathLike, recover: boo
         from declutr.training.experiment import DistributedConfig
 
         settings = build(DistributedConfig, distributed, "distributed")
-        mp.spawn(
-            _worker, nprocs=len(settings.cuda_devices), join=True,
-            args=(config, str(serialization_dir), recover, settings.cuda_devices, settings.backend,
-                  settings.master_address, settings.master_port),
-        )
+        try:
+            mp.spawn(
+                _worker,
+                nprocs=len(settings.cuda_devices),
+                join=True,
+                args=(
+                    config,
+                    str(serialization_dir),
+                    recover,
+                    settings.cuda_devices,
+                    settings.backend,
+                    settings.master_address,
+                    settings.master_port,
+                ),
+            )
+        except mp.ProcessRaisedException as error:
+            user_error = _user_error(str(error))
+            if user_error is None:
+                raise
+            raise DeclutrError(f"process {error.error_index}: {user_error}") from None
+        except mp.ProcessExitedException as error:
+            raise DeclutrError(f"training process {error.error_index} died (exit code {error.exit_code})") from None
         metrics_file = serialization_dir / "metrics.json"
         return json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
     if distributed and distributed.get("cuda_devices"):

@@ -1,0 +1,133 @@
+"""Two CPU processes (gloo) from ``distributed.cuda_devices: [-1, -1]`` against one process with
+the same global batch: one run directory and the same loss curve when ``scale_fix`` is on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch.distributed
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="torch.distributed with gloo is not available",
+)
+
+CONFIG = """
+local m = std.extVar("M");
+{
+  dataset_reader: { type: "declutr", tokenizer: { model_name: m }, mlm_probability: 0.15,
+                    span_sampler: { num_anchors: 2, num_positives: 2, min_span_len: 8, max_span_len: 32 } },
+  train_data_path: std.extVar("DATA"),
+  data_loader: { batch_size: 2, drop_last: true },
+  model: { type: "declutr", encoder: { model_name: m }, loss: { type: "nt_xent", temperature: 0.05 }, scale_fix: true },
+  trainer: { num_epochs: 2, optimizer: { type: "adamw", lr: 1e-3, correct_bias: false, weight_decay: 0.1 },
+             grad_norm: 1.0, log_every: 1, checkpoint_every: 2, show_progress: false },
+  distributed: { cuda_devices: [-1, -1], master_port: 29731 },
+  random_seed: 3,
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def experiment(documents, tmp_path_factory):
+    from tiny import make_tiny_model
+
+    root = tmp_path_factory.mktemp("distributed")
+    model = make_tiny_model(root / "model", "roberta")
+    config_file = model / "config.json"  # no dropout: one process and two must see the same network
+    settings = json.loads(config_file.read_text())
+    settings.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config_file.write_text(json.dumps(settings))
+    data = root / "docs.jsonl"
+    data.write_text("".join(json.dumps({"id": f"doc{i}", "text": d}) + "\n" for i, d in enumerate(documents)))
+    (root / "exp.jsonnet").write_text(CONFIG)
+    return root, model, data
+
+
+def train(experiment, run_dir: Path, overrides: dict | None = None) -> subprocess.CompletedProcess:
+    root, model, data = experiment
+    command = [
+        sys.executable,
+        "-m",
+        "declutr",
+        "train",
+        str(root / "exp.jsonnet"),
+        "-s",
+        str(run_dir),
+        "--ext-var",
+        f"M={model}",
+        "--ext-var",
+        f"DATA={data}",
+    ]
+    if overrides:
+        command += ["--overrides", json.dumps(overrides)]
+    environment = {**os.environ, "DECLUTR_CACHE": str(root / "cache")}
+    return subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
+
+
+def curve(run_dir: Path) -> list[tuple[float, float]]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["contrastive_loss"], r["mlm_loss"]) for r in records if "lr" in r]
+
+
+def largest_difference(a, b) -> float:
+    return max(abs(x - y) / abs(y) for pair_a, pair_b in zip(a, b, strict=True) for x, y in zip(pair_a, pair_b))
+
+
+def test_two_processes_follow_the_single_process_curve(experiment):
+    root = experiment[0]
+    single = train(experiment, root / "single", {"distributed": None, "data_loader.batch_size": 4})
+    assert single.returncode == 0, single.stderr
+    double = train(experiment, root / "double")
+    assert double.returncode == 0, double.stderr
+    unfixed = train(experiment, root / "unfixed", {"model.scale_fix": False})
+    assert unfixed.returncode == 0, unfixed.stderr
+
+    run = root / "double"
+    assert {
+        "config.json",
+        "out.log",
+        "metrics.jsonl",
+        "checkpoints",
+        "model",
+        "metrics.json",
+    } <= {p.name for p in run.iterdir()}
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == len(
+        (root / "single" / "metrics.jsonl").read_text().splitlines()
+    )
+    assert (run / "model" / "model.safetensors").is_file()
+
+    reference, fixed, broken = (
+        curve(root / "single"),
+        curve(run),
+        curve(root / "unfixed"),
+    )
+    assert len(reference) == 6
+    # Step 1 sees the same weights and spans: the gathered contrastive loss is the global one.
+    assert fixed[0][0] == pytest.approx(reference[0][0], rel=1e-5)
+    # The masked-LM loss is a mean per rank (averaged over ranks), so it and later steps differ slightly.
+    assert largest_difference(fixed, reference) < 0.03
+    # Without scale_fix the contrastive gradient is 1/world_size too small and the curve drifts.
+    assert largest_difference(broken, reference) > 2 * largest_difference(fixed, reference)
+
+
+def test_a_user_error_in_a_spawned_process_is_one_line(experiment, tmp_path):
+    result = train(
+        experiment,
+        tmp_path / "run",
+        {"train_data_path": str(tmp_path / "missing.jsonl")},
+    )
+    assert result.returncode == 1
+    assert "missing.jsonl: no such file or directory" in result.stderr and "Traceback" not in result.stderr
