@@ -51,6 +51,32 @@ def read_texts(path: str | os.PathLike) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
+def padded_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int, device) -> Iterator[tuple]:
+    """``(positions, input_ids, attention_mask, special_tokens_mask)`` for length-sorted batches
+    of ``texts``, each padded to its own longest text and moved to ``device``."""
+    import torch
+
+    encoded = tokenizer(
+        list(texts), truncation=True, max_length=max_length, padding=False,
+        return_special_tokens_mask=True, return_attention_mask=False, return_token_type_ids=False,
+    )
+    ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
+    order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        width = len(ids[index[0]])
+        input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(index), width), dtype=torch.long)
+        special_mask = torch.zeros((len(index), width), dtype=torch.long)
+        for row, i in enumerate(index):
+            length = len(ids[i])
+            input_ids[row, :length] = torch.tensor(ids[i], dtype=torch.long)
+            attention[row, :length] = 1
+            special_mask[row, :length] = torch.tensor(special[i], dtype=torch.long)
+        yield (index, *(t.to(device, non_blocking=True) for t in (input_ids, attention, special_mask)))
+
+
 class Encoder:
     """Embed texts with a DeCLUTR run, an exported model or any Hugging Face checkpoint.
 
@@ -192,28 +218,11 @@ class Encoder:
         """``(positions, float32 vectors)`` per length-sorted batch (not normalised here)."""
         import torch
 
-        batch_size = batch_size or self.batch_size
-        encoded = self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, padding=False,
-            return_special_tokens_mask=True, return_attention_mask=False, return_token_type_ids=False,
-        )
-        ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
-        order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         autocast = self._autocast()
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                index = order[start:start + batch_size]
-                width = len(ids[index[0]])
-                input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
-                attention = torch.zeros((len(index), width), dtype=torch.long)
-                special_mask = torch.zeros((len(index), width), dtype=torch.long)
-                for row, i in enumerate(index):
-                    length = len(ids[i])
-                    input_ids[row, :length] = torch.tensor(ids[i], dtype=torch.long)
-                    attention[row, :length] = 1
-                    special_mask[row, :length] = torch.tensor(special[i], dtype=torch.long)
-                input_ids, attention, special_mask = (t.to(self.device, non_blocking=True) for t in (input_ids, attention, special_mask))
+            for index, input_ids, attention, special_mask in padded_batches(
+                self.tokenizer, texts, batch_size or self.batch_size, self.max_length, self.device
+            ):
                 with autocast:
                     hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
                 vectors = self.head(hidden.float(), attention, special_mask)

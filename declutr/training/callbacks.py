@@ -41,7 +41,7 @@ class Callback(Registrable):
         """After each epoch; ``metrics`` includes the data loader's counters (documents skipped)."""
 
     def on_end(self, trainer, metrics: dict[str, Any]) -> None:
-        """After the last step, before the final export."""
+        """After the last step, before the final export; entries added to ``metrics`` go to ``metrics.json``."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -122,7 +122,8 @@ class EarlyStopping(Callback):
 
     # Parameters
     patience: validations without improvement before stopping.
-    metric: a key of the validation metrics, e.g. ``validation_loss`` or ``validation_sts_spearman``.
+    metric: a validation metric: ``validation_loss`` (or another ``validation_*`` loss term) or one
+        reported by a callback, e.g. ``senteval_STSBenchmark_dev_spearman`` (mode ``max``).
     mode: ``min`` or ``max``. min_delta: the smallest change that counts as an improvement.
     """
 
@@ -134,9 +135,18 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.bad = 0
 
+    def on_start(self, trainer) -> None:
+        provided = {name for callback in trainer.callbacks for name in getattr(callback, "reported_metrics", ())}
+        if self.metric.startswith("validation_"):
+            if trainer.validation_data_loader is None:
+                raise TrainingError(f'early_stopping watches "{self.metric}" but there is no validation_data_path')
+        elif self.metric not in provided:
+            known = ", ".join(sorted(provided | {"validation_loss"}))
+            raise TrainingError(f'early_stopping: no callback reports "{self.metric}" (known: {known})')
+
     def on_validation(self, trainer, metrics) -> None:
-        if self.metric not in metrics:
-            raise TrainingError(f'early_stopping: no validation metric "{self.metric}"; have {", ".join(sorted(metrics))}')
+        if self.metric not in metrics:  # another kind of validation report
+            return
         value = metrics[self.metric]
         better = self.best is None or (
             value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
@@ -153,3 +163,122 @@ class EarlyStopping(Callback):
 
     def load_state_dict(self, state):
         self.best, self.bad = state["best"], state["bad"]
+
+
+SIMILARITY_TASKS = ("STSBenchmark", "SICKRelatedness")
+
+
+@Callback.register("senteval")
+class SentEvalEvaluation(Callback):
+    """Scores the model on a SentEval similarity task every ``every`` steps and keeps the best model.
+
+    The score is the cosine-similarity Spearman (x 100) of the task's ``split`` (SimCSE selects its
+    checkpoint on STS-B dev this way). It is logged as ``senteval_<task>_<split>_spearman`` in
+    ``metrics.jsonl``, passed to the other callbacks as a validation metric (so ``early_stopping``
+    can watch it), and with ``keep_best`` the best model so far is exported to ``RUN/best_model``
+    (loadable like ``RUN/model``). Rank 0 evaluates; the score is shared with every rank.
+
+    # Parameters
+    data_dir: SentEval's ``data/downstream`` folder (default: ``$DECLUTR_SENTEVAL_DIR``).
+    task: ``STSBenchmark`` or ``SICKRelatedness``. split: ``dev`` (default), ``train`` or ``test``.
+    every: steps between evaluations (one is also made after the last step).
+    keep_best: export the best-scoring model to ``best_model/``.
+    untokenized: read STS-B's untokenised ``original/`` files. batch_size: sentences per forward pass.
+    """
+
+    def __init__(self, data_dir: str | None = None, task: Literal["STSBenchmark", "SICKRelatedness"] = "STSBenchmark",
+                 split: Literal["train", "dev", "test"] = "dev", every: int = 250, keep_best: bool = True,
+                 untokenized: bool = False, batch_size: int = 64):
+        import os
+
+        from declutr.evaluation.run import build_tasks
+
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        data_dir = data_dir or os.environ.get("DECLUTR_SENTEVAL_DIR")
+        if not data_dir:
+            raise ValueError("data_dir is not set (give the SentEval data folder here or in $DECLUTR_SENTEVAL_DIR)")
+        self.task = build_tasks([task], data_dir, untokenized=untokenized)[0]
+        self.split, self.every, self.keep_best, self.batch_size = split, every, keep_best, batch_size
+        self.metric = f"senteval_{task}_{split}_spearman"
+        self.reported_metrics = (self.metric, f"best_{self.metric}")
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.evaluated_at = -1
+
+    def score(self, model) -> float:
+        """Cosine Spearman x 100 of ``model`` (a declutr ``Model``) on the task's split."""
+        import numpy as np
+        import torch
+
+        from declutr.inference.encoder import padded_batches
+
+        device = next(model.parameters()).device
+        max_length = min(int(getattr(model.tokenizer, "model_max_length", 512) or 512), 512)
+
+        def embed(texts: list[str]) -> np.ndarray:
+            batches = [(index, model.embed(ids, attention, special).float().cpu().numpy())
+                       for index, ids, attention, special in padded_batches(
+                           model.tokenizer, texts, self.batch_size, max_length, device)]
+            output = np.empty((len(texts), batches[0][1].shape[1]), dtype=np.float32)
+            for index, vectors in batches:
+                output[index] = vectors
+            return output
+
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                return 100 * float(self.task.cosine(embed, self.split)["spearman"])
+        finally:
+            model.train(was_training)
+
+    def evaluate(self, trainer) -> None:
+        import torch
+
+        from declutr.training.trainer import unwrap
+
+        model = unwrap(trainer.model)
+        value = self.score(model) if trainer.is_primary else 0.0
+        if trainer.world_size > 1:
+            shared = torch.tensor([value], dtype=torch.float64, device=trainer.device)
+            torch.distributed.broadcast(shared, 0)
+            value = float(shared.item())
+        self.evaluated_at = trainer.step
+        improved = self.best is None or value > self.best
+        if improved:
+            self.best, self.best_step = value, trainer.step
+            if self.keep_best and trainer.is_primary:
+                export_atomically(model, Path(trainer.serialization_dir) / "best_model")
+        if trainer.world_size > 1:
+            torch.distributed.barrier()
+        trainer.report({self.metric: value, f"best_{self.metric}": self.best, "best_step": self.best_step})
+
+    def on_step(self, trainer, metrics) -> None:
+        if trainer.step % self.every == 0:
+            self.evaluate(trainer)
+
+    def on_end(self, trainer, metrics) -> None:
+        if self.evaluated_at != trainer.step:
+            self.evaluate(trainer)
+        metrics.update({f"best_{self.metric}": self.best, "best_step": self.best_step})
+
+    def state_dict(self):
+        return {"best": self.best, "best_step": self.best_step, "evaluated_at": self.evaluated_at}
+
+    def load_state_dict(self, state):
+        self.best, self.best_step, self.evaluated_at = state["best"], state["best_step"], state["evaluated_at"]
+
+
+def export_atomically(model, directory: Path) -> None:
+    """Export ``model`` to ``directory`` via a temporary sibling, so a crash never leaves half a folder."""
+    import shutil
+
+    temporary = directory.with_name(directory.name + ".tmp")
+    previous = directory.with_name(directory.name + ".old")
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.export(temporary)
+    if directory.exists():
+        directory.replace(previous)
+    temporary.replace(directory)
+    shutil.rmtree(previous, ignore_errors=True)

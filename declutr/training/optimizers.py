@@ -71,7 +71,7 @@ class AdamW(Optimizer, torch.optim.Optimizer):
             raise ValueError("lr, eps and weight_decay must be non-negative")
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must lie in [0, 1), got {list(betas)}")
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, correct_bias=correct_bias)
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "correct_bias": correct_bias}
         torch.optim.Optimizer.__init__(self, make_parameter_groups(model_parameters, parameter_groups), defaults)
         self.foreach = foreach
 

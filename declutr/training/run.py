@@ -254,7 +254,8 @@ def train_model(
         dist.init_process_group("nccl" if cuda else "gloo")
         try:
             dist.barrier()
-            return build_and_train(config, serialization_dir, recover, rank, int(os.environ["WORLD_SIZE"]))
+            metrics = build_and_train(config, serialization_dir, recover, rank, int(os.environ["WORLD_SIZE"]))
+            return metrics if rank == 0 else None  # one summary line per run, from rank 0
         finally:
             dist.destroy_process_group()
     if distributed and len(distributed.get("cuda_devices", [])) > 1:

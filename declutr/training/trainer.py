@@ -281,9 +281,13 @@ class GradientDescentTrainer(Trainer):
         self._call("on_log", self.last_log)
         return self.last_log
 
+    def report(self, metrics: dict[str, Any]) -> None:
+        """Hand validation-like metrics (from ``validate`` or a callback's evaluation) to every callback."""
+        self._call("on_validation", metrics)
+
     def _validate_and_report(self) -> dict[str, float]:
         metrics = self.validate()
-        self._call("on_validation", metrics)
+        self.report(metrics)
         return metrics
 
     def train(self, checkpoint: Path | None = None) -> dict[str, Any]:

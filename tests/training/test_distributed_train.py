@@ -49,10 +49,12 @@ def experiment(documents, tmp_path_factory):
     return root, model, data
 
 
-def train(experiment, run_dir: Path, overrides: dict | None = None) -> subprocess.CompletedProcess:
+def train(
+    experiment, run_dir: Path, overrides: dict | None = None, launcher=(sys.executable,)
+) -> subprocess.CompletedProcess:
     root, model, data = experiment
     command = [
-        sys.executable,
+        *launcher,
         "-m",
         "declutr",
         "train",
@@ -131,3 +133,16 @@ def test_a_user_error_in_a_spawned_process_is_one_line(experiment, tmp_path):
     )
     assert result.returncode == 1
     assert "missing.jsonl: no such file or directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_torchrun_reads_the_same_config_from_the_environment(experiment):
+    root = experiment[0]
+    if not (root / "double" / "metrics.jsonl").is_file():
+        pytest.skip("the spawned two-process run did not complete")
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29733")
+    result = train(experiment, root / "torchrun", {"distributed": None}, launcher=torchrun)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("done:") == 1
+    assert (
+        largest_difference(curve(root / "torchrun"), curve(root / "double")) < 1e-4
+    )  # torchrun sets OMP_NUM_THREADS=1

@@ -36,7 +36,7 @@ def reference_adamw(params, grads_per_step, lr, betas, eps, weight_decay, correc
 @pytest.mark.parametrize("correct_bias", [False, True])
 @pytest.mark.parametrize("foreach", [False, True])
 def test_adamw_matches_the_reference_update(correct_bias, foreach):
-    model, named = named_parameters()
+    _model, named = named_parameters()
     initial = [p.detach().clone() for _, p in named]
     optimizer = AdamW(named, lr=0.01, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1, correct_bias=correct_bias, foreach=foreach)
     grads_per_step = []
@@ -115,7 +115,7 @@ def test_linear_warmup_cosine_and_constant():
 
 
 def test_scheduler_state_round_trip():
-    rates, scheduler = schedule("slanted_triangular", 40)
+    rates, _scheduler = schedule("slanted_triangular", 40)
     _, named = named_parameters()
     optimizer = torch.optim.SGD([p for _, p in named], lr=2.0)
     fresh = build(LearningRateScheduler, {"type": "slanted_triangular"}, "s", {"optimizer": optimizer, "num_training_steps": 40})

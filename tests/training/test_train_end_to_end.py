@@ -47,7 +47,7 @@ def train(experiment, run_dir, *extra, env=None):
     environment["PYTHONPATH"] = os.pathsep.join([str(FIXTURES / "killer"), environment.get("PYTHONPATH", "")])
     return subprocess.run(
         [sys.executable, "-m", "declutr", "train", str(config), "-s", str(run_dir), "--ext-var", f"M={model}",
-         "--ext-var", f"DATA={data}", *extra], capture_output=True, text=True, env=environment, timeout=600,
+         "--ext-var", f"DATA={data}", *extra], check=False, capture_output=True, text=True, env=environment, timeout=600,
     )
 
 
