@@ -10,6 +10,11 @@ from typing import Any
 
 from declutr.core.errors import ConfigurationError
 
+#: an ext code the loader always defines: an object of every ext var (the environment, then
+#: ``--ext-var``), so a file can give a default, e.g. ``training_config/lib/declutr.libsonnet``'s
+#: ``extVarOr("TRANSFORMER_MODEL", "roberta-base")`` (jsonnet's ``std.extVar`` has none)
+EXT_VARS_OBJECT = "DECLUTR_EXT_VARS"
+
 
 def _jsonnet_error(error: Exception, origin: str) -> ConfigurationError:
     """Turn a jsonnet failure into one line: ``file:line:col: message``."""
@@ -33,17 +38,25 @@ def parse_ext_vars(pairs: list[str] | tuple[str, ...]) -> dict[str, str]:
     return result
 
 
+def _jsonnet_variables(ext_vars: dict[str, str] | None) -> dict[str, Any]:
+    """The ``ext_vars`` and ``ext_codes`` arguments of a jsonnet evaluation: the environment and
+    ``ext_vars`` (which win), plus ``EXT_VARS_OBJECT`` holding all of them as one object."""
+    variables = {**os.environ, **(ext_vars or {})}
+    variables.pop(EXT_VARS_OBJECT, None)
+    return {"ext_vars": variables, "ext_codes": {EXT_VARS_OBJECT: json.dumps(variables)}}
+
+
 def evaluate_file(path: str | os.PathLike, ext_vars: dict[str, str] | None = None) -> dict[str, Any]:
     """Evaluate a JSONnet/JSON file; imports resolve relative to it; ``std.extVar`` reads
-    the environment and ``ext_vars`` (which win)."""
+    the environment and ``ext_vars`` (which win); ``std.extVar("DECLUTR_EXT_VARS")`` is all
+    of them as one object (for defaults)."""
     import _jsonnet
 
     path = Path(path)
     if not path.is_file():
         raise ConfigurationError(f"{path}: no such experiment file")
-    variables = {**os.environ, **(ext_vars or {})}
     try:
-        text = _jsonnet.evaluate_file(str(path), ext_vars=variables)
+        text = _jsonnet.evaluate_file(str(path), **_jsonnet_variables(ext_vars))
     except RuntimeError as error:
         raise _jsonnet_error(error, str(path)) from None
     config = json.loads(text)
@@ -60,11 +73,11 @@ def parse_overrides(overrides: str | dict | None, ext_vars: dict[str, str] | Non
         import _jsonnet
 
         try:
-            overrides = json.loads(_jsonnet.evaluate_snippet("overrides", overrides, ext_vars={**os.environ, **(ext_vars or {})}))
+            overrides = json.loads(_jsonnet.evaluate_snippet("overrides", overrides, **_jsonnet_variables(ext_vars)))
         except RuntimeError as error:
             raise _jsonnet_error(error, "--overrides") from None
     if not isinstance(overrides, dict):
-        raise ConfigurationError("--overrides: expected an object such as {\"trainer.num_epochs\": 2}")
+        raise ConfigurationError('--overrides: expected an object such as {"trainer.num_epochs": 2}')
     return unflatten(overrides)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ local m = std.extVar("M");
   model: { type: "declutr", encoder: { model_name: m }, loss: { type: "nt_xent", temperature: 0.05 }, scale_fix: true },
   trainer: { num_epochs: 2, optimizer: { type: "adamw", lr: 1e-3, correct_bias: false, weight_decay: 0.1 },
              grad_norm: 1.0, log_every: 1, checkpoint_every: 2, show_progress: false },
-  distributed: { cuda_devices: [-1, -1], master_port: 29731 },
+  distributed: { cuda_devices: [-1, -1], master_port: std.parseInt(std.extVar("PORT")) },
   random_seed: 3,
 }
 """
@@ -65,6 +66,8 @@ def train(
         f"M={model}",
         "--ext-var",
         f"DATA={data}",
+        "--ext-var",
+        f"PORT={free_port()}",
     ]
     if overrides:
         command += ["--overrides", json.dumps(overrides)]
@@ -77,6 +80,12 @@ def train(
         env=environment,
         timeout=600,
     )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def curve(run_dir: Path) -> list[tuple[float, float]]:
@@ -139,7 +148,15 @@ def test_torchrun_reads_the_same_config_from_the_environment(experiment):
     root = experiment[0]
     if not (root / "double" / "metrics.jsonl").is_file():
         pytest.skip("the spawned two-process run did not complete")
-    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29733")
+    torchrun = (
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+    )
     result = train(experiment, root / "torchrun", {"distributed": None}, launcher=torchrun)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("done:") == 1

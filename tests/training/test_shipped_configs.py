@@ -1,0 +1,262 @@
+"""Every shipped experiment in training_config/: the published hyperparameters (METHOD.md), the
+model and data changeable from the command line, and a few real training steps through the CLI
+on a tiny local model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from declutr.commands import main
+from declutr.commands.config import resolve_experiment
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "training_config"
+SHIPPED = sorted(path.name for path in CONFIG_DIR.glob("*.jsonnet"))
+NO_DECAY = [[["bias", "LayerNorm\\.weight", "layer_norm\\.weight"], {"weight_decay": 0.0}]]
+DECLUTR_FAMILY = [
+    "declutr_base.jsonnet",
+    "declutr_small.jsonnet",
+    "declutr.jsonnet",
+    "contrastive_only.jsonnet",
+    "mlm_only.jsonnet",
+]
+
+
+@pytest.fixture(autouse=True)
+def no_model_in_the_environment(monkeypatch, tmp_path_factory):
+    """``TRANSFORMER_MODEL`` from the environment would replace the files' defaults."""
+    monkeypatch.delenv("TRANSFORMER_MODEL", raising=False)
+    monkeypatch.setenv("DECLUTR_CACHE", str(tmp_path_factory.getbasetemp() / "declutr-cache"))
+
+
+def resolve(name: str, model: str | None = None, overrides: dict | None = None) -> dict:
+    ext_vars = (f"TRANSFORMER_MODEL={model}",) if model else ()
+    return resolve_experiment(str(CONFIG_DIR / name), json.dumps(overrides) if overrides else None, ext_vars)
+
+
+def test_the_expected_configs_are_shipped():
+    assert set(SHIPPED) >= {
+        "quickstart.jsonnet",
+        "declutr.jsonnet",
+        "declutr_small.jsonnet",
+        "declutr_base.jsonnet",
+        "contrastive_only.jsonnet",
+        "mlm_only.jsonnet",
+        "transformer_mean.jsonnet",
+        "transformer_cls.jsonnet",
+        "simcse_unsup.jsonnet",
+        "simcse_sup.jsonnet",
+        "isbert.jsonnet",
+    }
+
+
+def assert_declutr_paper_values(config: dict, model: str) -> None:
+    """METHOD.md §1.2-1.4: the DeCLUTR paper's settings."""
+    reader, trainer = config["dataset_reader"], config["trainer"]
+    assert reader["type"] == "declutr" and reader["tokenizer"] == {"model_name": model, "max_length": None}
+    assert reader["span_sampler"] == {
+        "type": "declutr",
+        "num_anchors": 2,
+        "num_positives": 2,
+        "min_span_len": 32,
+        "max_span_len": 512,
+        "strategy": "default",
+        "unit": "subword",
+    }
+    assert reader["mlm_probability"] == 0.15
+    assert config["train_data_path"] is None
+    assert config["data_loader"]["batch_size"] == 4 and config["data_loader"]["drop_last"] is True
+    assert config["model"] == {
+        "type": "declutr",
+        "encoder": {"type": "transformer", "model_name": model},
+        "pooler": {"type": "mean"},
+        "loss": {"type": "nt_xent", "temperature": 0.05},
+        "contrastive_weight": 1,
+        "mlm_weight": 1,
+        "scale_fix": False,
+    }
+    assert trainer["optimizer"] == {
+        "type": "adamw",
+        "lr": 5e-5,
+        "eps": 1e-6,
+        "correct_bias": False,
+        "weight_decay": 0.1,
+        "parameter_groups": NO_DECAY,
+    }
+    assert trainer["learning_rate_scheduler"] == {
+        "type": "slanted_triangular",
+        "cut_frac": 0.1,
+        "ratio": 32,
+        "reproduce_lazy_bug": False,
+    }
+    assert trainer["grad_norm"] == 1.0 and trainer["num_epochs"] == 1 and trainer["use_amp"] is True
+    assert "max_steps" not in trainer and trainer.get("type", "default") == "default"
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), [("declutr_base.jsonnet", "roberta-base"), ("declutr_small.jsonnet", "distilroberta-base")]
+)
+def test_declutr_paper_configs(name, model):
+    assert_declutr_paper_values(resolve(name), model)
+
+
+def test_declutr_jsonnet_needs_the_model(tmp_path):
+    assert_declutr_paper_values(resolve("declutr.jsonnet", "some/model"), "some/model")
+    result = CliRunner().invoke(main, ["config", str(CONFIG_DIR / "declutr.jsonnet")])
+    assert result.exit_code == 1 and "TRANSFORMER_MODEL" in result.output
+
+
+def test_ablations_differ_from_declutr_small_only_where_they_should():
+    small = resolve("declutr_small.jsonnet")
+    contrastive = resolve("contrastive_only.jsonnet")
+    assert contrastive["model"]["mlm_weight"] == 0 and contrastive["dataset_reader"]["mlm_probability"] is None
+    assert {**contrastive["model"], "mlm_weight": 1} == small["model"]
+    assert {**contrastive["dataset_reader"], "mlm_probability": 0.15} == small["dataset_reader"]
+    assert contrastive["trainer"] == small["trainer"] and contrastive["data_loader"] == small["data_loader"]
+
+    mlm = resolve("mlm_only.jsonnet")
+    assert mlm["model"]["contrastive_weight"] == 0 and mlm["model"]["mlm_weight"] == 1
+    assert mlm["dataset_reader"]["span_sampler"]["num_positives"] == 1
+    assert mlm["dataset_reader"]["mlm_probability"] == 0.15
+    assert mlm["trainer"] == small["trainer"]
+
+
+@pytest.mark.parametrize(("name", "pooler"), [("transformer_mean.jsonnet", "mean"), ("transformer_cls.jsonnet", "cls")])
+def test_untrained_baselines(name, pooler):
+    config = resolve(name)
+    assert config["trainer"] == {"type": "no_op"}
+    assert config["model"]["pooler"] == {"type": pooler}
+    assert config["model"]["encoder"]["model_name"] == "distilroberta-base"
+    assert config["model"]["mlm_weight"] == 0  # exported without the masked-LM head
+
+
+def test_simcse_configs():
+    """METHOD.md §2."""
+    unsup, sup = resolve("simcse_unsup.jsonnet"), resolve("simcse_sup.jsonnet")
+    for config in (unsup, sup):
+        assert config["model"]["type"] == "simcse"
+        assert config["model"]["encoder"]["model_name"] == "bert-base-uncased"
+        assert config["model"]["pooler"] == {"type": "cls_mlp"}  # MLP in training only
+        assert config["model"]["loss"]["type"] == "info_nce" and config["model"]["loss"]["temperature"] == 0.05
+        assert config["dataset_reader"]["tokenizer"]["max_length"] == 32
+        assert config["trainer"]["optimizer"]["type"] == "adamw"
+    assert unsup["dataset_reader"]["type"] == "simcse_unsupervised"
+    assert unsup["data_loader"]["batch_size"] == 64
+    assert unsup["trainer"]["optimizer"]["lr"] == 3e-5 and unsup["trainer"]["num_epochs"] == 1
+    assert sup["dataset_reader"]["type"] == "simcse_supervised"
+    assert sup["data_loader"]["batch_size"] == 512
+    assert sup["trainer"]["optimizer"]["lr"] == 5e-5 and sup["trainer"]["num_epochs"] == 3
+
+
+def test_simcse_selects_on_sts_b_dev_when_senteval_data_is_given(monkeypatch, tmp_path):
+    monkeypatch.delenv("DECLUTR_SENTEVAL_DIR", raising=False)
+    assert resolve("simcse_unsup.jsonnet")["trainer"]["callbacks"] == []
+    sts = tmp_path / "STS" / "STSBenchmark"
+    sts.mkdir(parents=True)
+    for name in ("sts-train.csv", "sts-dev.csv", "sts-test.csv"):
+        (sts / name).write_text("")
+    for name in ("simcse_unsup.jsonnet", "simcse_sup.jsonnet"):
+        config = resolve_experiment(str(CONFIG_DIR / name), None, (f"DECLUTR_SENTEVAL_DIR={tmp_path}",))
+        assert config["trainer"]["callbacks"] == [
+            {
+                "type": "senteval",
+                "data_dir": str(tmp_path),
+                "task": "STSBenchmark",
+                "split": "dev",
+                "every": 250,
+                "keep_best": True,
+            }
+        ]
+
+
+def test_isbert_config():
+    """METHOD.md §3 (and the reference code's training settings)."""
+    config = resolve("isbert.jsonnet")
+    assert config["dataset_reader"]["type"] == "isbert"
+    assert config["model"]["type"] == "isbert"
+    assert config["model"]["encoder"]["model_name"] == "bert-base-uncased"
+    assert config["model"]["pooler"] == {"type": "cnn", "kernel_sizes": [1, 3, 5], "out_channels": 256}
+    assert config["model"]["loss"] == {"type": "infomax"}
+    assert config["data_loader"]["batch_size"] == 32 and config["trainer"]["num_epochs"] == 1
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_model_and_data_are_set_from_the_command_line(name):
+    config = resolve(name, "/models/mine", {"train_data_path": "/data/mine.txt"})
+    assert config["model"]["encoder"]["model_name"] == "/models/mine"
+    assert config["dataset_reader"]["tokenizer"]["model_name"] == "/models/mine"
+    assert config["train_data_path"] == "/data/mine.txt"
+
+
+def test_the_environment_sets_the_model_too(monkeypatch):
+    monkeypatch.setenv("TRANSFORMER_MODEL", "from-env")
+    assert resolve("declutr_small.jsonnet")["model"]["encoder"]["model_name"] == "from-env"
+    assert resolve("declutr_small.jsonnet", "from-ext-var")["model"]["encoder"]["model_name"] == "from-ext-var"
+
+
+# -- a few real steps of every shipped config --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data(documents, tmp_path_factory) -> dict[str, Path]:
+    """Tiny corpora: documents (JSON lines), sentences (text), NLI triplets (CSV)."""
+    root = tmp_path_factory.mktemp("shipped-data")
+    paths = {"documents": root / "documents.jsonl", "sentences": root / "sentences.txt", "nli": root / "nli.csv"}
+    paths["documents"].write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+    sentences = [s.strip() + "." for d in documents for s in d.split(".") if len(s.split()) > 3][:40]
+    paths["sentences"].write_text("\n".join(sentences) + "\n")
+    with paths["nli"].open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["sent0", "sent1", "hard_neg"])
+        for i in range(0, 36, 3):
+            writer.writerow(sentences[i : i + 3])
+    return paths
+
+
+def training_overrides(name: str, data: dict[str, Path]) -> dict:
+    """Tiny data, short spans, small batches and two steps; everything else as shipped."""
+    quick = {"trainer.max_steps": 2, "trainer.show_progress": False, "trainer.log_every": 1}
+    if name.startswith("transformer_"):
+        return {}
+    if name.startswith("simcse_sup"):
+        return {"train_data_path": str(data["nli"]), "data_loader.batch_size": 4, **quick}
+    if name.startswith(("simcse_unsup", "isbert")):
+        return {"train_data_path": str(data["sentences"]), "data_loader.batch_size": 4, **quick}
+    spans = {"dataset_reader.span_sampler.min_span_len": 8, "dataset_reader.span_sampler.max_span_len": 32}
+    return {"train_data_path": str(data["documents"]), **({} if name == "quickstart.jsonnet" else spans), **quick}
+
+
+EXPECTED_LOSSES = {
+    "declutr": {"contrastive_loss", "mlm_loss"},
+    "contrastive_only": {"contrastive_loss"},
+    "mlm_only": {"mlm_loss"},
+    "quickstart": {"contrastive_loss", "mlm_loss"},
+    "simcse": {"contrastive_loss"},
+    "isbert": {"infomax_loss"},
+}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_trains(name, data, tiny_roberta, tiny_bert, tmp_path):
+    model = tiny_bert if name.startswith(("simcse", "isbert")) else tiny_roberta
+    run = tmp_path / "run"
+    overrides = training_overrides(name, data)
+    args = ["train", str(CONFIG_DIR / name), "-s", str(run), "--ext-var", f"TRANSFORMER_MODEL={model}"]
+    result = CliRunner().invoke(main, args + (["--overrides", json.dumps(overrides)] if overrides else []))
+    assert result.exit_code == 0, result.output
+    assert (run / "model" / "config.json").is_file() and (run / "config.json").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    if name.startswith("transformer_"):
+        assert metrics["step"] == 0
+        return
+    assert 1 <= metrics["step"] <= 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "lr" in r]
+    kind = next(k for k in EXPECTED_LOSSES if Path(name).stem.startswith(k))
+    assert logged and all(math.isfinite(r["loss"]) for r in logged)
+    assert {k for r in logged for k in r if k.endswith("_loss")} == EXPECTED_LOSSES[kind]
