@@ -62,20 +62,29 @@ def train_tokenizer(corpus: Path, directory: Path) -> Path:
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=32000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=32000, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     backend.train_from_iterator(texts, trainer)
     backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     RobertaTokenizerFast(tokenizer_object=backend, model_max_length=512).save_pretrained(directory)
     return directory
 
 
-def build(tokenizer: str, corpus: str, cache: str, workers: int, progress: bool):
+def build(tokenizer: str, corpus: str, cache: str, workers: int, progress: bool, max_length: int | None = None):
+    """The paper's pipeline (``SAMPLER``, BERT masking, 4 documents a batch) over ``corpus``."""
     from declutr.core import build as build_component
     from declutr.data import DataLoader, DatasetReader
 
-    reader = build_component(DatasetReader, {
-        "type": "declutr", "tokenizer": {"model_name": tokenizer}, "span_sampler": SAMPLER, "cache_directory": cache,
-    })
+    reader = build_component(
+        DatasetReader,
+        {
+            "type": "declutr",
+            "tokenizer": {"model_name": tokenizer, "max_length": max_length},
+            "span_sampler": SAMPLER,
+            "cache_directory": cache,
+        },
+    )
     extras = {"reader": reader, "data_path": corpus, "seed": 13, "rank": 0, "world_size": 1}
     config = {"batch_size": 4, "drop_last": True, "num_workers": workers, "progress": progress}
     return build_component(DataLoader, config, extras=extras)
@@ -85,9 +94,14 @@ def phase(args) -> None:
     """One measured phase in this process; prints one JSON line."""
     started = time.perf_counter()
     loader = build(args.tokenizer, args.corpus, args.cache, args.workers, progress=False)
-    result = {"phase": args.phase, "corpus": args.corpus, "corpus_mb": sum(
-        Path(f).stat().st_size for f in loader.index.files) / 2**20, "documents": loader.stats()["documents"],
-        "documents_used": loader.stats()["documents_used"], "tokens": int(loader.index.token_offsets[-1])}
+    result = {
+        "phase": args.phase,
+        "corpus": args.corpus,
+        "corpus_mb": sum(Path(f).stat().st_size for f in loader.index.files) / 2**20,
+        "documents": loader.stats()["documents"],
+        "documents_used": loader.stats()["documents_used"],
+        "tokens": int(loader.index.token_offsets[-1]),
+    }
     if args.phase == "index":
         result["seconds"] = time.perf_counter() - started
     else:
@@ -99,14 +113,32 @@ def phase(args) -> None:
             if batches >= args.max_batches:
                 break
         seconds = time.perf_counter() - started
-        result.update(workers=args.workers, batches=batches, spans=spans, seconds=seconds, spans_per_second=spans / seconds)
+        result.update(
+            workers=args.workers, batches=batches, spans=spans, seconds=seconds, spans_per_second=spans / seconds
+        )
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 
-def run_phase(name: str, corpus: Path, tokenizer: Path, cache: Path, workers: int = 0, max_batches: int = 10**9) -> dict:
-    command = [sys.executable, __file__, "--phase", name, "--corpus", str(corpus), "--tokenizer", str(tokenizer),
-               "--cache", str(cache), "--workers", str(workers), "--max-batches", str(max_batches)]
+def run_phase(
+    name: str, corpus: Path, tokenizer: Path, cache: Path, workers: int = 0, max_batches: int = 10**9
+) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--phase",
+        name,
+        "--corpus",
+        str(corpus),
+        "--tokenizer",
+        str(tokenizer),
+        "--cache",
+        str(cache),
+        "--workers",
+        str(workers),
+        "--max-batches",
+        str(max_batches),
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
     print(json.dumps(result), flush=True)
@@ -134,12 +166,16 @@ def generate(corpus: Path, target: Path, gigabytes: float) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default=str(Path(__file__).resolve().parents[2] / "shared/data/gutenberg_docs/train.jsonl"))
+    parser.add_argument(
+        "--corpus", default=str(Path(__file__).resolve().parents[2] / "shared/data/gutenberg_docs/train.jsonl")
+    )
     parser.add_argument("--tokenizer", default=None, help="a model name or directory (default: train a 32k BPE)")
     parser.add_argument("--workdir", default="/tmp/declutr-bench")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--generate-gb", type=float, default=0.0)
-    parser.add_argument("--max-batches", type=int, default=400, help="batches per iteration run on the generated corpus")
+    parser.add_argument(
+        "--max-batches", type=int, default=400, help="batches per iteration run on the generated corpus"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated corpus and caches")
     parser.add_argument("--phase", choices=("index", "iterate"), help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)

@@ -110,15 +110,18 @@ def parameters(cls: type, constructor: Callable | None = None) -> list[tuple[str
         function = constructor if owner is None else owner.__dict__["__init__"]
         try:
             hints = typing.get_type_hints(function)
-        except Exception:  # unresolvable forward references: fall back to "any"
+        except Exception:  # noqa: BLE001  (unresolvable forward references of any kind: fall back to "any")
             hints = {}
         var_keyword = False
         for name, parameter in inspect.signature(function).parameters.items():
             if parameter.kind is parameter.VAR_KEYWORD:
                 var_keyword = True
-            elif parameter.kind is not parameter.VAR_POSITIONAL and name not in ("self", "cls"):
-                if all(name != seen for seen, _, _ in result):
-                    result.append((name, hints.get(name, Any), parameter.default))
+            elif (
+                parameter.kind is not parameter.VAR_POSITIONAL
+                and name not in ("self", "cls")
+                and all(name != seen for seen, _, _ in result)
+            ):
+                result.append((name, hints.get(name, Any), parameter.default))
         if not var_keyword:
             break
     return result

@@ -134,6 +134,7 @@ class DocumentDataLoader(DataLoader):
             stream = torch.utils.data.DataLoader(
                 _Batches(self, batches, start, self.epoch), batch_size=None, num_workers=self.num_workers,
                 prefetch_factor=self.prefetch_factor, persistent_workers=False,
+                pin_memory=torch.cuda.is_available(),  # page-locked batches: the trainer's copies overlap compute
             )
         for batch in stream:
             self._position += 1

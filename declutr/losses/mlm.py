@@ -12,6 +12,10 @@ from declutr.losses.base import Loss
 class MaskedLanguageModelingLoss(Loss):
     """Cross-entropy of the masked-LM logits at the masked positions (labels ``-100`` elsewhere).
 
+    ``logits [..., vocab]`` and ``labels [...]`` may cover every position (``[N, L]``) or only
+    the masked ones (``[K]``, what the models pass). The loss is the mean over all masked tokens
+    given: a group run in sub-batches concatenates their masked positions into one call rather
+    than averaging per-sub-batch means, which would weight tokens unequally.
     A batch with no masked position gives a zero loss that still reaches the logits (rather than
     NaN), so distributed gradient reduction sees every parameter.
     """
@@ -20,4 +24,5 @@ class MaskedLanguageModelingLoss(Loss):
         selected = labels != -100
         if not bool(selected.any()):
             return logits.sum() * 0.0
-        return F.cross_entropy(logits[selected].float(), labels[selected])
+        # at least float32 (half-precision logits are upcast), float64 kept
+        return F.cross_entropy(logits[selected].to(torch.promote_types(logits.dtype, torch.float32)), labels[selected])

@@ -11,11 +11,15 @@ from transformers import PreTrainedTokenizerBase
 
 from declutr.core.construct import Lazy
 from declutr.core.registrable import Registrable
+from declutr.modules.batching import SubBatches, in_sub_batches
 from declutr.modules.encoders import TextEncoder
 from declutr.modules.heads import EmbeddingHead, FeedForward
 from declutr.modules.poolers import Pooler
 
 logger = logging.getLogger(__name__)
+
+#: the padding a sub-batch may hold (see ``declutr.modules.batching``); measured in docs/performance.md
+DEFAULT_MAX_PADDING_FRACTION = 0.2
 
 
 class Model(torch.nn.Module, Registrable):
@@ -28,11 +32,26 @@ class Model(torch.nn.Module, Registrable):
 
     default_implementation = "declutr"
 
-    def __init__(self, encoder: TextEncoder, head: EmbeddingHead, tokenizer: PreTrainedTokenizerBase | None = None):
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        head: EmbeddingHead,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        max_padding_fraction: float | None = DEFAULT_MAX_PADDING_FRACTION,
+    ):
         super().__init__()
+        if max_padding_fraction is not None and not 0 <= max_padding_fraction <= 1:
+            raise ValueError(
+                f"max_padding_fraction must be between 0 and 1 (or null: no sub-batches), got {max_padding_fraction}"
+            )
         self.encoder = encoder
         self.head = head
         self.tokenizer = tokenizer
+        self.max_padding_fraction = max_padding_fraction
+
+    def sub_batches(self, attention_mask: torch.Tensor) -> SubBatches:
+        """The length-sorted sub-batches this model runs a text group in (see ``declutr.modules.batching``)."""
+        return SubBatches(attention_mask, self.max_padding_fraction)
 
     @property
     def embedding_dim(self) -> int | None:
@@ -43,9 +62,20 @@ class Model(torch.nn.Module, Registrable):
     ) -> torch.Tensor:
         """Embeddings ``[N, D]`` of one padded batch; call in eval mode for inference.
 
-        Padding never changes an embedding, so a batch may be split into length-sorted
-        sub-batches, embedded separately and concatenated back in order.
+        Padding never changes an embedding, so the batch runs as length-sorted sub-batches with
+        bounded padding (``max_padding_fraction``), each trimmed to its longest row, and the
+        embeddings are put back in order.
         """
+        return in_sub_batches(
+            self._embed_padded,
+            attention_mask,
+            self.max_padding_fraction,
+            input_ids,
+            attention_mask,
+            special_tokens_mask,
+        )
+
+    def _embed_padded(self, input_ids, attention_mask, special_tokens_mask):
         return self.head(self.encoder(input_ids, attention_mask), attention_mask, special_tokens_mask)
 
     def embed_group(self, group: dict[str, torch.Tensor]) -> torch.Tensor:

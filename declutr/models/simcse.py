@@ -9,6 +9,7 @@ from declutr.core.construct import Lazy
 from declutr.losses.base import ContrastiveLoss
 from declutr.losses.contrastive import InfoNCELoss
 from declutr.models.model import (
+    DEFAULT_MAX_PADDING_FRACTION,
     Model,
     build_encoder,
     build_head,
@@ -38,6 +39,9 @@ class SimCSEModel(Model):
     feedforward: an optional projection head (kept at inference).
     loss: [info_nce with temperature 0.05].
     scale_fix: multiply the loss by the number of processes (see the ``declutr`` model).
+    max_padding_fraction: run each text group as length-sorted sub-batches, each trimmed to its
+        longest text and at most this fraction padding [0.2]; null: one batch padded to the
+        longest text. Results are equal up to rounding; only the speed changes.
     tokenizer: injected (the data reader's tokenizer), saved with the export.
     """
 
@@ -48,10 +52,16 @@ class SimCSEModel(Model):
         feedforward: Lazy[FeedForward] | None = None,
         loss: ContrastiveLoss | None = None,
         scale_fix: bool = False,
+        max_padding_fraction: float | None = DEFAULT_MAX_PADDING_FRACTION,
         tokenizer: PreTrainedTokenizerBase | None = None,
     ):
         built_encoder = build_encoder(encoder, masked_language_modeling=False)
-        super().__init__(built_encoder, build_head(built_encoder, pooler, feedforward, default_pooler="cls_mlp"), tokenizer)
+        super().__init__(
+            built_encoder,
+            build_head(built_encoder, pooler, feedforward, default_pooler="cls_mlp"),
+            tokenizer,
+            max_padding_fraction,
+        )
         self.loss = loss if loss is not None else InfoNCELoss(temperature=0.05)
         self.scale_fix = scale_fix
 

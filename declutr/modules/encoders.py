@@ -28,8 +28,15 @@ class TextEncoder(torch.nn.Module, Registrable):
         """The last layer's token vectors ``[N, L, hidden_size]`` (no masked-LM head)."""
         raise NotImplementedError
 
-    def forward_masked_lm(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One pass giving both the token vectors and the masked-LM logits ``[N, L, vocab]``."""
+    def forward_masked_lm(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, selected: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass giving both the token vectors and the masked-LM logits.
+
+        The logits are ``[N, L, vocab]``, or with ``selected`` (``BoolTensor[N, L]``, the masked
+        positions) only those positions' ``[K, vocab]`` in row-major order: the loss needs no
+        more, and the vocabulary projection of every other token is most of a small model's cost.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no masked-LM head")
 
 
@@ -55,6 +62,8 @@ class TransformerEncoder(TextEncoder):
     trust_remote_code: allow checkpoints that ship their own modelling code (off by default).
     attn_implementation: ``sdpa`` (default), ``eager`` or another transformers attention backend.
     revision: a branch, tag or commit of a hub checkpoint.
+    compile: run the transformer through ``torch.compile`` (dynamic shapes). Measured slower on
+        CPU (see docs/performance.md), so off by default; try it on GPU.
     masked_language_modeling: injected by the model; set it only when using the encoder alone.
     """
 
@@ -65,6 +74,7 @@ class TransformerEncoder(TextEncoder):
         trust_remote_code: bool = False,
         attn_implementation: str = "sdpa",
         revision: str | None = None,
+        compile: bool = False,
         masked_language_modeling: bool = False,
     ):
         super().__init__()
@@ -77,9 +87,14 @@ class TransformerEncoder(TextEncoder):
         self.trust_remote_code = trust_remote_code
         self.attn_implementation = attn_implementation
         self.revision = revision
+        self.compile = compile
         self.masked_language_modeling = masked_language_modeling
         auto = AutoModelForMaskedLM if masked_language_modeling else AutoModel
-        kwargs = {"attn_implementation": attn_implementation, "trust_remote_code": trust_remote_code, _dtype_kwarg(): torch.float32}
+        kwargs = {
+            "attn_implementation": attn_implementation,
+            "trust_remote_code": trust_remote_code,
+            _dtype_kwarg(): torch.float32,
+        }
         if revision is not None:
             kwargs["revision"] = revision
         local = os.path.isdir(self.model_name)
@@ -93,6 +108,9 @@ class TransformerEncoder(TextEncoder):
         if gradient_checkpointing:
             enable_checkpointing(self.model)
         self.hidden_size = int(self.model.config.hidden_size)
+        if compile:
+            # In place (``Module.compile``): parameter names, and so checkpoints and exports, stay as they are.
+            self.base_model.compile(dynamic=True)
 
     @property
     def base_model(self) -> torch.nn.Module:
@@ -102,9 +120,17 @@ class TransformerEncoder(TextEncoder):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return last_hidden_state(self.base_model, input_ids, attention_mask)
 
-    def forward_masked_lm(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_masked_lm(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, selected: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.masked_language_modeling:
             raise RuntimeError("this encoder was loaded without its masked-LM head (masked_language_modeling=False)")
+        head = masked_lm_head(self.model)
+        if head is not None:
+            # Exactly what the masked-LM model's forward does (head of the base model's output),
+            # with the head applied to the masked positions only when told which they are.
+            hidden = self.forward(input_ids, attention_mask)
+            return hidden, head(hidden if selected is None else hidden[selected])
         captured: list[torch.Tensor] = []
 
         def keep_output(module, inputs, output):
@@ -117,11 +143,29 @@ class TransformerEncoder(TextEncoder):
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         finally:
             handle.remove()
-        return captured[-1], logits
+        return captured[-1], (logits if selected is None else logits[selected])
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """A Hugging Face checkpoint (safetensors + config), the masked-LM head included when loaded."""
         self.model.save_pretrained(str(directory), safe_serialization=True)
+
+
+#: masked-LM classes whose forward is ``<head>(base_model(...)[0])``, and the head's attribute
+MASKED_LM_HEADS = {
+    "BertForMaskedLM": "cls",
+    "RobertaForMaskedLM": "lm_head",
+    "XLMRobertaForMaskedLM": "lm_head",
+    "CamembertForMaskedLM": "lm_head",
+    "MPNetForMaskedLM": "lm_head",
+}
+
+
+def masked_lm_head(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The head that maps a masked-LM model's token vectors to logits, where it is known to be
+    applied on its own (``None``: run the whole model and pick the logits)."""
+    name = MASKED_LM_HEADS.get(type(model).__name__)
+    head = getattr(model, name, None) if name else None
+    return head if isinstance(head, torch.nn.Module) else None
 
 
 def enable_checkpointing(model: torch.nn.Module) -> None:

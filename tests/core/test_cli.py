@@ -16,7 +16,7 @@ PLUGIN_ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "plugin_pkg"
 def declutr(*args, cwd=None, extra_path=(), env=None):
     environment = {**os.environ, **(env or {})}
     environment["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), environment.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "declutr", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "declutr", *args], check=False, capture_output=True, text=True, cwd=cwd,
                           env=environment, timeout=300)
 
 

@@ -36,7 +36,12 @@ def build_model(path: str, scale_fix: bool):
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = DeclutrModel(encoder=TransformerEncoder(path), mlm_weight=0, scale_fix=scale_fix, tokenizer=tokenizer)
+    # one padded batch per group: the per-rank and whole-batch passes then see the same shapes, so the
+    # comparison is about the gather alone (sub-batching has its own equality tests)
+    model = DeclutrModel(
+        encoder=TransformerEncoder(path), mlm_weight=0, scale_fix=scale_fix, tokenizer=tokenizer,
+        max_padding_fraction=None,
+    )
     return model.eval(), tokenizer  # eval: no dropout, so every process computes the same function
 
 

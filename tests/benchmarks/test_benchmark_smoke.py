@@ -1,0 +1,68 @@
+"""bin/benchmark end to end on a tiny model and corpus: every section runs, checks and reports."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sentence_transformers")
+    from tiny import make_documents
+
+    corpus = tmp_path / "documents.jsonl"
+    corpus.write_text("".join(json.dumps({"text": text}) + "\n" for text in make_documents(6, 2400)), encoding="utf-8")
+    argv = [
+        "bin/benchmark",
+        "--model",
+        str(tiny_roberta),
+        "--corpus",
+        str(corpus),
+        "--device",
+        "cpu",
+        "--batches",
+        "1",
+        "--rounds",
+        "1",
+        "--max-length",
+        "64",
+        "--pipeline-batches",
+        "3",
+        "--encoder-sentences",
+        "16",
+        "--encoder-repeats",
+        "1",
+        "--workdir",
+        str(tmp_path / "work"),
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(ROOT / "bin" / "benchmark"), run_name="__main__")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    results = {line["benchmark"]: line for line in lines}
+    assert set(results) == {"step", "pipeline", "encoder", "mfu"}
+    step = results["step"]
+    assert set(step["rates"]) == {"padded", "padded_masked_logits", "declutr"}
+    assert step["max_relative_loss_difference"] <= 1e-4 and step["speedup"] > 0
+    assert step["padding_fraction_sub_batches"] <= step["padding_fraction_padded"]
+    assert results["pipeline"]["ratio"] > 0
+    assert results["encoder"]["equal"]
+    assert results["mfu"] == {"benchmark": "mfu", "skipped": "no CUDA"} or "mfu" in results["mfu"]
+
+
+def test_training_flops_count_real_tokens_only():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from types import SimpleNamespace
+
+    import bench_step
+
+    config = SimpleNamespace(hidden_size=4, intermediate_size=8, num_hidden_layers=2, vocab_size=10)
+    per_token = 2 * (8 * 16 + 4 * 4 * 8)
+    # one sequence of 3 tokens, one masked: 3 * (layers' linear + attention 4 n H) + head, forward x 3
+    expected = 3 * (3 * per_token + 2 * 4 * 3 * 3 * 4 + (2 * 16 + 2 * 4 * 10))
+    assert bench_step.training_flops(config, [3], 1) == expected
