@@ -19,7 +19,7 @@ from declutr.models.model import (
     mean_per_anchor,
     require,
 )
-from declutr.modules.distributed import gather_with_grad, world_size
+from declutr.modules.distributed import gather_with_grad, share_of_global_mean, world_size
 from declutr.modules.encoders import TextEncoder
 from declutr.modules.heads import FeedForward
 from declutr.modules.poolers import Pooler
@@ -45,8 +45,10 @@ class DeclutrModel(Model):
     loss: the contrastive loss [nt_xent with temperature 0.05].
     contrastive_weight: weight of the contrastive term [1]; 0 turns it off.
     mlm_weight: weight of the masked-LM term [1]; 0 turns it off.
-    scale_fix: multiply the contrastive loss by the number of processes, so the averaged
-        gradient equals the single-process one (off in the paper's configs).
+    scale_fix: make the averaged gradient of several processes that of one process on the whole
+        batch: the contrastive loss is multiplied by the number of processes, and each rank's
+        masked-LM mean is weighted by its share of all masked tokens (off in the paper's configs,
+        which reproduce the reference: per-rank means, contrastive gradient 1/processes too small).
     max_padding_fraction: run anchors and positives as length-sorted sub-batches, each trimmed
         to its longest span and at most this fraction padding [0.2]; null: each group padded to
         its longest span. Losses and gradients are equal up to rounding; only the speed changes.
@@ -105,6 +107,8 @@ class DeclutrModel(Model):
         total = anchors["input_ids"].new_zeros((), dtype=torch.float32)
         if self.uses_mlm:
             mlm_loss = self.mlm_loss(logits, targets)
+            if self.scale_fix:  # this rank's share of the mean over every rank's masked tokens
+                mlm_loss = mlm_loss * share_of_global_mean((targets != -100).sum())
             total = total + self.mlm_weight * mlm_loss
             output["mlm_loss"] = mlm_loss.detach()
         if self.uses_contrastive:

@@ -35,3 +35,15 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     dist.all_gather(gathered, tensor.detach())
     gathered[dist.get_rank()] = tensor
     return torch.cat(gathered, dim=0)
+
+
+def share_of_global_mean(count: torch.Tensor) -> torch.Tensor:
+    """``world_size * count / sum(count over ranks)``: the factor that turns this rank's mean over
+    its ``count`` items into its part of the mean over every rank's items once DDP averages the
+    gradients (and once the logged values are averaged over ranks). 1 without a process group."""
+    if not is_distributed():
+        return torch.ones((), device=count.device)
+    local = count.detach().to(torch.float64).reshape(())
+    total = local.clone()
+    dist.all_reduce(total)
+    return (dist.get_world_size() * local / total.clamp(min=1)).to(torch.float32)
