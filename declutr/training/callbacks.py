@@ -165,9 +165,6 @@ class EarlyStopping(Callback):
         self.best, self.bad = state["best"], state["bad"]
 
 
-SIMILARITY_TASKS = ("STSBenchmark", "SICKRelatedness")
-
-
 @Callback.register("senteval")
 class SentEvalEvaluation(Callback):
     """Scores the model on a SentEval similarity task every ``every`` steps and keeps the best model.
@@ -212,9 +209,11 @@ class SentEvalEvaluation(Callback):
         import torch
 
         from declutr.inference.encoder import padded_batches
+        from declutr.io.export import max_sequence_length
 
         device = next(model.parameters()).device
-        max_length = min(int(getattr(model.tokenizer, "model_max_length", 512) or 512), 512)
+        config = getattr(getattr(model.encoder, "model", None), "config", None)
+        max_length = max_sequence_length(config, model.tokenizer)
 
         def embed(texts: list[str]) -> np.ndarray:
             batches = [(index, model.embed(ids, attention, special).float().cpu().numpy())
@@ -249,7 +248,7 @@ class SentEvalEvaluation(Callback):
         if improved:
             self.best, self.best_step = value, trainer.step
             if self.keep_best and trainer.is_primary:
-                export_atomically(model, Path(trainer.serialization_dir) / "best_model")
+                model.export(Path(trainer.serialization_dir) / "best_model")  # staged, then renamed into place
         if trainer.world_size > 1:
             torch.distributed.barrier()
         trainer.report({self.metric: value, f"best_{self.metric}": self.best, "best_step": self.best_step})
@@ -269,16 +268,3 @@ class SentEvalEvaluation(Callback):
     def load_state_dict(self, state):
         self.best, self.best_step, self.evaluated_at = state["best"], state["best_step"], state["evaluated_at"]
 
-
-def export_atomically(model, directory: Path) -> None:
-    """Export ``model`` to ``directory`` via a temporary sibling, so a crash never leaves half a folder."""
-    import shutil
-
-    temporary = directory.with_name(directory.name + ".tmp")
-    previous = directory.with_name(directory.name + ".old")
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.export(temporary)
-    if directory.exists():
-        directory.replace(previous)
-    temporary.replace(directory)
-    shutil.rmtree(previous, ignore_errors=True)
