@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -43,3 +44,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def documents_file(documents, tmp_path_factory) -> Path:
+    """``documents`` as a JSON-lines corpus (``{"id": "doc<i>", "text": ...}`` per line)."""
+    path = tmp_path_factory.mktemp("corpus") / "documents.jsonl"
+    path.write_text("".join(json.dumps({"id": f"doc{i}", "text": d}) + "\n" for i, d in enumerate(documents)))
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def corpus_cache(tmp_path_factory):
+    """Corpus indexes go to the session's temporary folder, not ``~/.cache/declutr`` (also for
+    the ``declutr`` processes tests start, which inherit the environment)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DECLUTR_CACHE", str(tmp_path_factory.mktemp("declutr-cache")))
+        yield

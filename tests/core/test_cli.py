@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from declutr_process import run_declutr
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "plugin_pkg"
 
 
 def declutr(*args, cwd=None, extra_path=(), env=None):
-    environment = {**os.environ, **(env or {})}
-    environment["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), environment.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "declutr", *args], check=False, capture_output=True, text=True, cwd=cwd,
-                          env=environment, timeout=300)
+    return run_declutr(*args, cwd=cwd, extra_path=extra_path, env=env, timeout=300)
 
 
 def test_version_and_help():

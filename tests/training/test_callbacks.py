@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from declutr_process import run_declutr
 
 from declutr.training.callbacks import EarlyStopping, NanGuard, TrainingError
 
@@ -40,10 +38,8 @@ PAIRS = [
 
 
 @pytest.fixture(scope="module")
-def experiment(tiny_roberta, documents, tmp_path_factory):
+def experiment(tiny_roberta, documents_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("callbacks")
-    data = root / "docs.jsonl"
-    data.write_text("".join(json.dumps({"id": f"doc{i}", "text": d}) + "\n" for i, d in enumerate(documents)))
     sts = root / "senteval" / "STS" / "STSBenchmark"
     sts.mkdir(parents=True)
     rows = "".join(
@@ -52,30 +48,14 @@ def experiment(tiny_roberta, documents, tmp_path_factory):
     for name in ("sts-train.csv", "sts-dev.csv", "sts-test.csv"):
         (sts / name).write_text(rows)
     (root / "exp.jsonnet").write_text(CONFIG)
-    return root, tiny_roberta, data
+    return root, tiny_roberta, documents_file
 
 
 def train(experiment, run_dir, overrides=None):
     root, model, data = experiment
-    command = [
-        sys.executable,
-        "-m",
-        "declutr",
-        "train",
-        str(root / "exp.jsonnet"),
-        "-s",
-        str(run_dir),
-        "--ext-var",
-        f"M={model}",
-        "--ext-var",
-        f"DATA={data}",
-        "--ext-var",
-        f"SENTEVAL={root / 'senteval'}",
-    ]
-    if overrides:
-        command += ["--overrides", json.dumps(overrides)]
-    environment = {**os.environ, "DECLUTR_CACHE": str(root / "cache")}
-    return subprocess.run(command, check=False, capture_output=True, text=True, env=environment, timeout=600)
+    ext_vars = [f"M={model}", f"DATA={data}", f"SENTEVAL={root / 'senteval'}"]
+    args = ["train", root / "exp.jsonnet", "-s", run_dir, *(a for v in ext_vars for a in ("--ext-var", v))]
+    return run_declutr(*args, *(["--overrides", json.dumps(overrides)] if overrides else []))
 
 
 def test_senteval_callback_logs_scores_and_keeps_the_best_model(experiment):

@@ -4,14 +4,13 @@ the same global batch: one run directory and the same loss curve when ``scale_fi
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch.distributed
+from declutr_process import run_declutr
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -35,7 +34,7 @@ local m = std.extVar("M");
 
 
 @pytest.fixture(scope="module")
-def experiment(documents, tmp_path_factory):
+def experiment(documents_file, tmp_path_factory):
     from tiny import make_tiny_model
 
     root = tmp_path_factory.mktemp("distributed")
@@ -44,42 +43,15 @@ def experiment(documents, tmp_path_factory):
     settings = json.loads(config_file.read_text())
     settings.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     config_file.write_text(json.dumps(settings))
-    data = root / "docs.jsonl"
-    data.write_text("".join(json.dumps({"id": f"doc{i}", "text": d}) + "\n" for i, d in enumerate(documents)))
     (root / "exp.jsonnet").write_text(CONFIG)
-    return root, model, data
+    return root, model, documents_file
 
 
-def train(
-    experiment, run_dir: Path, overrides: dict | None = None, launcher=(sys.executable,)
-) -> subprocess.CompletedProcess:
+def train(experiment, run_dir: Path, overrides: dict | None = None, launcher=(sys.executable,)):
     root, model, data = experiment
-    command = [
-        *launcher,
-        "-m",
-        "declutr",
-        "train",
-        str(root / "exp.jsonnet"),
-        "-s",
-        str(run_dir),
-        "--ext-var",
-        f"M={model}",
-        "--ext-var",
-        f"DATA={data}",
-        "--ext-var",
-        f"PORT={free_port()}",
-    ]
-    if overrides:
-        command += ["--overrides", json.dumps(overrides)]
-    environment = {**os.environ, "DECLUTR_CACHE": str(root / "cache")}
-    return subprocess.run(
-        command,
-        check=False,
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-    )
+    ext_vars = [f"M={model}", f"DATA={data}", f"PORT={free_port()}"]
+    args = ["train", root / "exp.jsonnet", "-s", run_dir, *(a for v in ext_vars for a in ("--ext-var", v))]
+    return run_declutr(*args, *(["--overrides", json.dumps(overrides)] if overrides else []), launcher=launcher)
 
 
 def free_port() -> int:

@@ -133,11 +133,6 @@ def reference_files(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-@pytest.fixture(autouse=True)
-def cache(monkeypatch, tmp_path_factory):
-    monkeypatch.setenv("DECLUTR_CACHE", str(tmp_path_factory.getbasetemp() / "declutr-cache"))
-
-
 def reference(files, name: str, model: str = "roberta-base") -> dict:
     return evaluate_file(files[name], {"TRANSFORMER_MODEL": model})
 
@@ -331,11 +326,9 @@ def test_unknown_reference_keys_are_reported_with_their_path(reference_files, tm
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_train_a_reference_file(name, reference_files, tiny_roberta, documents, tmp_path):
-    data = tmp_path / "documents.jsonl"
-    data.write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+def test_train_a_reference_file(name, reference_files, tiny_roberta, documents_file, tmp_path):
     overrides = {
-        "train_data_path": str(data),
+        "train_data_path": str(documents_file),
         "dataset_reader.span_sampler.min_span_len": 8,
         "dataset_reader.span_sampler.max_span_len": 32,
         "data_loader.num_workers": 0,

@@ -28,10 +28,9 @@ DECLUTR_FAMILY = [
 
 
 @pytest.fixture(autouse=True)
-def no_model_in_the_environment(monkeypatch, tmp_path_factory):
+def no_model_in_the_environment(monkeypatch):
     """``TRANSFORMER_MODEL`` from the environment would replace the files' defaults."""
     monkeypatch.delenv("TRANSFORMER_MODEL", raising=False)
-    monkeypatch.setenv("DECLUTR_CACHE", str(tmp_path_factory.getbasetemp() / "declutr-cache"))
 
 
 def resolve(name: str, model: str | None = None, overrides: dict | None = None) -> dict:
@@ -203,11 +202,10 @@ def test_the_environment_sets_the_model_too(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def data(documents, tmp_path_factory) -> dict[str, Path]:
+def data(documents, documents_file, tmp_path_factory) -> dict[str, Path]:
     """Tiny corpora: documents (JSON lines), sentences (text), NLI triplets (CSV)."""
     root = tmp_path_factory.mktemp("shipped-data")
-    paths = {"documents": root / "documents.jsonl", "sentences": root / "sentences.txt", "nli": root / "nli.csv"}
-    paths["documents"].write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+    paths = {"documents": documents_file, "sentences": root / "sentences.txt", "nli": root / "nli.csv"}
     sentences = [s.strip() + "." for d in documents for s in d.split(".") if len(s.split()) > 3][:40]
     paths["sentences"].write_text("\n".join(sentences) + "\n")
     with paths["nli"].open("w", newline="") as file:

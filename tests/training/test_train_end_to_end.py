@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from declutr_process import run_declutr
 from safetensors.torch import load_file
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -32,23 +30,17 @@ local m = std.extVar("M");
 
 
 @pytest.fixture(scope="module")
-def experiment(tiny_roberta, documents, tmp_path_factory):
+def experiment(tiny_roberta, documents_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    data = root / "docs.jsonl"
-    data.write_text("".join(json.dumps({"id": f"doc{i}", "text": d}) + "\n" for i, d in enumerate(documents)))
     config = root / "exp.jsonnet"
     config.write_text(CONFIG)
-    return root, config, data, tiny_roberta
+    return root, config, documents_file, tiny_roberta
 
 
 def train(experiment, run_dir, *extra, env=None):
-    root, config, data, model = experiment
-    environment = {**os.environ, "DECLUTR_CACHE": str(root / "cache"), **(env or {})}
-    environment["PYTHONPATH"] = os.pathsep.join([str(FIXTURES / "killer"), environment.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-m", "declutr", "train", str(config), "-s", str(run_dir), "--ext-var", f"M={model}",
-         "--ext-var", f"DATA={data}", *extra], check=False, capture_output=True, text=True, env=environment, timeout=600,
-    )
+    _, config, data, model = experiment
+    return run_declutr("train", config, "-s", run_dir, "--ext-var", f"M={model}", "--ext-var", f"DATA={data}", *extra,
+                       env=env, extra_path=[FIXTURES / "killer"])
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
