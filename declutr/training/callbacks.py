@@ -195,7 +195,10 @@ class SentEvalEvaluation(Callback):
         data_dir = data_dir or os.environ.get("DECLUTR_SENTEVAL_DIR")
         if not data_dir:
             raise ValueError("data_dir is not set (give the SentEval data folder here or in $DECLUTR_SENTEVAL_DIR)")
-        self.task = build_tasks([task], data_dir, untokenized=untokenized)[0]
+        try:
+            self.task = build_tasks([task], data_dir, untokenized=untokenized)[0]
+        except DeclutrError as error:  # a ValueError gets the config key path from the builder
+            raise ValueError(str(error)) from None
         self.split, self.every, self.keep_best, self.batch_size = split, every, keep_best, batch_size
         self.metric = f"senteval_{task}_{split}_spearman"
         self.reported_metrics = (self.metric, f"best_{self.metric}")

@@ -142,3 +142,11 @@ def test_nan_guard_names_the_term_the_step_and_the_last_good_checkpoint():
     assert "the last good checkpoint is RUN/checkpoints/step_00000006" in message
     with pytest.raises(TrainingError, match="no checkpoint was written yet"):
         guard.on_step(fake_trainer(), {"loss": float("inf")})
+
+
+def test_a_missing_senteval_folder_names_the_callback(experiment, tmp_path):
+    result = train(
+        experiment, tmp_path / "run", {"trainer.callbacks": [{"type": "senteval", "data_dir": str(tmp_path / "nope")}]}
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"trainer.callbacks[0]: data directory {tmp_path / 'nope'} does not exist" in result.stderr
