@@ -19,8 +19,8 @@ import click
 @click.option("--device", default=None, help="cuda, cpu, ... (default: CUDA when available).")
 @click.option("--untokenized", is_flag=True,
               help="Read the untokenised original/ files of STS12-16 and STS-B instead of SentEval's tokenised ones.")
-@click.option("--pair-features", type=click.Choice(["full", "senteval"]), default="full", show_default=True,
-              help="MRPC/SICK-E features: full = [u, v, |u-v|, u*v]; senteval = [|u-v|, u*v] as SentEval's code.")
+@click.option("--pair-features", type=click.Choice(["senteval", "full"]), default="senteval", show_default=True,
+              help="MRPC/SICK-E features: senteval = [|u-v|, u*v] as SentEval's code; full = [u, v, |u-v|, u*v].")
 def command(model, tasks, data_dir, output, prototyping, batch_size, seed, pooler, device, untokenized, pair_features):
     """Score MODEL (a run directory, an exported model or a Hugging Face checkpoint) on SentEval tasks."""
     import json

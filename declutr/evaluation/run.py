@@ -45,7 +45,7 @@ def parse_tasks(spec: str | list[str]) -> list[str]:
     return list(dict.fromkeys(result))
 
 
-def build_tasks(names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "full") -> list[SentEvalTask]:
+def build_tasks(names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "senteval") -> list[SentEvalTask]:
     """The tasks, after checking that ``data_dir`` holds every file they need (one error listing all)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -89,7 +89,7 @@ def evaluate(
     prototyping: bool = False,
     settings: ClassifierSettings | None = None,
     untokenized: bool = False,
-    pair_features: str = "full",
+    pair_features: str = "senteval",
     on_task: Callable[[str, dict, float], None] | None = None,
 ) -> dict:
     """Score ``embed`` on SentEval ``tasks`` read from ``data_dir``.

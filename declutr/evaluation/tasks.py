@@ -25,13 +25,14 @@ from declutr.evaluation.classifiers import ClassifierSettings
 Embed = Callable[[list[str]], np.ndarray]
 
 #: how pair tasks (MRPC, SICK-E) combine the two sentence embeddings u and v
+#: (``senteval``, SentEval's code and every published SentEval number, is the default)
 PAIR_FEATURES = {
-    "full": "[u, v, |u-v|, u*v]",
     "senteval": "[|u-v|, u*v]",
+    "full": "[u, v, |u-v|, u*v]",
 }
 
 
-def pair_features(u: np.ndarray, v: np.ndarray, kind: str = "full") -> np.ndarray:
+def pair_features(u: np.ndarray, v: np.ndarray, kind: str = "senteval") -> np.ndarray:
     """``[u, v, |u-v|, u*v]`` (``full``) or SentEval's code's ``[|u-v|, u*v]`` (``senteval``)."""
     if kind == "full":
         return np.concatenate([u, v, np.abs(u - v), u * v], axis=1)
@@ -79,8 +80,8 @@ class SentEvalTask(Registrable):
     data_dir : the SentEval ``data/downstream`` folder.
     untokenized : read the untokenised ``original/`` files of STS12-16 and STS-B instead of
         SentEval's tokenised, lower-cased ones (other tasks have one version).
-    pair_features : ``full`` = ``[u, v, |u-v|, u*v]`` or ``senteval`` = ``[|u-v|, u*v]`` (the
-        features SentEval's code uses) for MRPC and SICK-E.
+    pair_features : ``senteval`` = ``[|u-v|, u*v]`` (the default: the features SentEval's code
+        uses) or ``full`` = ``[u, v, |u-v|, u*v]`` for MRPC and SICK-E.
     """
 
     kind_name = "senteval_task"
@@ -88,7 +89,7 @@ class SentEvalTask(Registrable):
     folder: ClassVar[str] = ""
     files: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, data_dir: str, untokenized: bool = False, pair_features: str = "full"):
+    def __init__(self, data_dir: str, untokenized: bool = False, pair_features: str = "senteval"):
         self.data_dir = Path(data_dir)
         self.untokenized = untokenized
         if pair_features not in PAIR_FEATURES:

@@ -118,6 +118,8 @@ def write_all(root: Path, seed: int = 0) -> Path:
         for i in range(count):
             quality = i % 2
             a = _sentence(rng, "paraphraseword" if quality else "differentword")
-            lines.append(f"{quality}\t{1000 + i}\t{2000 + i}\t{a}\t{_sentence(rng)}")
+            # a paraphrase repeats #1's words, so SentEval's symmetric [|u-v|, u*v] can see the label
+            b = _sentence(rng)
+            lines.append(f"{quality}\t{1000 + i}\t{2000 + i}\t{a}\t{a if quality else b}")
         (root / "MRPC" / filename).write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
     return root

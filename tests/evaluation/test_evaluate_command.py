@@ -20,6 +20,7 @@ def test_evaluate_command_writes_table_and_json(tiny_bert, senteval_dir, tmp_pat
     assert {"acc", "devacc", "ndev", "ntest"} <= set(saved["tasks"]["TREC"])
     assert set(saved["aggregate"]) == {"STS12", "TREC", "downstream"}
     assert saved["protocol"]["senteval"] == "prototyping" and saved["protocol"]["seed"] == 2
+    assert saved["protocol"]["pair_features"] == "[|u-v|, u*v]"  # the CLI's default is SentEval's
     again = CliRunner().invoke(main, args)
     assert json.loads(output.read_text())["tasks"] == saved["tasks"] and again.exit_code == 0
 

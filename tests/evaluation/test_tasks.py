@@ -124,11 +124,14 @@ def test_pair_features_choice(senteval_dir):
 
     classifiers.kfold = spy
     try:
+        # the default is SentEval's [|u-v|, u*v]; the JSON protocol says so
         result = evaluate(recording, "MRPC", senteval_dir, settings=FAST)
-        assert dims["features"] == 64 and result["tasks"]["MRPC"]["features"] == "[u, v, |u-v|, u*v]"
-        dims.clear()
-        result = evaluate(recording, "MRPC", senteval_dir, settings=FAST, pair_features="senteval")
         assert dims["features"] == 32 and result["tasks"]["MRPC"]["features"] == "[|u-v|, u*v]"
+        assert result["protocol"]["pair_features"] == "[|u-v|, u*v]"
+        dims.clear()
+        result = evaluate(recording, "MRPC", senteval_dir, settings=FAST, pair_features="full")
+        assert dims["features"] == 64 and result["tasks"]["MRPC"]["features"] == "[u, v, |u-v|, u*v]"
+        assert result["protocol"]["pair_features"] == "[u, v, |u-v|, u*v]"
     finally:
         classifiers.kfold = original
 
