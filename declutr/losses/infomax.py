@@ -31,6 +31,7 @@ class JensenShannonInfomaxLoss(MutualInformationLoss):
         local = local_features[tokens]  # [T, D]
         owner = torch.arange(count, device=local.device).unsqueeze(1).expand_as(tokens)[tokens]  # [T]
         scores = local @ global_features.T  # [T, count]
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # softplus in float32 under autocast
         positive = F.one_hot(owner, count).bool()
         positive_expectation = (LOG_2 - F.softplus(-scores[positive])).mean()
         negative_scores = scores[~positive]

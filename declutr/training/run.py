@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from declutr.core.errors import DeclutrError
+from declutr.training.devices import check_devices
 
 logger = logging.getLogger("declutr")
 
@@ -238,6 +239,8 @@ def train_model(
     serialization_dir = Path(serialization_dir)
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     rank = int(os.environ.get("RANK", "0")) if under_torchrun else 0
+    if not under_torchrun:  # under torchrun the environment assigns each process its device
+        check_devices(config)
     if rank == 0:
         recover = prepare_run_dir(serialization_dir, config, recover, force)
     distributed = config.get("distributed") or None

@@ -89,7 +89,7 @@ class GradientDescentTrainer(Trainer):
     num_epochs, max_steps: stop after whichever comes first (default one epoch).
     gradient_accumulation_steps: micro-batches per optimizer step.
     grad_norm: clip the global gradient L2 norm to this value (null: no clipping).
-    use_amp: mixed precision on CUDA; amp_dtype ``float16`` (with a gradient scaler) or ``bfloat16``.
+    use_amp: mixed precision; amp_dtype ``float16`` (CUDA only, with a gradient scaler) or ``bfloat16`` (CUDA or CPU).
     cuda_device: null = automatic, -1 = CPU, n = cuda:n (each process's own device when distributed).
     callbacks: extra callbacks (progress bar, metrics log and NaN guard always run).
     log_every: steps between ``metrics.jsonl`` records. checkpoint_every: steps between checkpoints
@@ -158,9 +158,9 @@ class GradientDescentTrainer(Trainer):
         scheduler = learning_rate_scheduler or Lazy(lambda **kw: LearningRateScheduler.by_name("constant")(**kw))
         self.scheduler = scheduler.construct(optimizer=self.optimizer, num_training_steps=self.total_steps)
         self.amp_dtype = torch.float16 if amp_dtype == "float16" else torch.bfloat16
-        self.use_amp = use_amp and self.device.type == "cuda"
+        self.use_amp = use_amp and (self.device.type == "cuda" or self.amp_dtype == torch.bfloat16)
         if use_amp and not self.use_amp:
-            logger.warning("use_amp is set but training runs on CPU: mixed precision is off")
+            logger.warning("use_amp with amp_dtype float16 is set but training runs on CPU: mixed precision is off")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -180,7 +180,7 @@ class GradientDescentTrainer(Trainer):
         return dict(stats()) if callable(stats) else {}
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=self.amp_dtype) if self.use_amp else nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.use_amp else nullcontext()
 
     def _call(self, hook: str, *args) -> None:
         for callback in self.callbacks:
