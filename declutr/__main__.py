@@ -1,3 +1,6 @@
+"""``python -m declutr``: the command line (importing this module runs nothing)."""
+
 from declutr.commands import main
 
-main()
+if __name__ == "__main__":
+    main()

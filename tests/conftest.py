@@ -17,7 +17,7 @@ SHARED_DATA = TESTS.parent.parent / "shared" / "data"
 @pytest.fixture(scope="session")
 def tiny_roberta(tmp_path_factory) -> Path:
     """A random 2-layer RoBERTa masked-LM checkpoint with a byte-level BPE tokenizer."""
-    from tiny import make_tiny_model
+    from declutr.testing import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-roberta"), "roberta")
 
@@ -25,7 +25,7 @@ def tiny_roberta(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
     """A random 2-layer BERT masked-LM checkpoint with a WordPiece tokenizer."""
-    from tiny import make_tiny_model
+    from declutr.testing import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert")
 
@@ -33,7 +33,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def documents() -> list[str]:
     """Twelve deterministic pseudo-English documents of about 700 words."""
-    from tiny import make_documents
+    from declutr.testing import make_documents
 
     return make_documents()
 

@@ -23,6 +23,10 @@ lib.declutr {
     max_span_len: 512,
     sampling_strategy: "default",  // positives adjacent to, overlapping or inside their anchor
     span_unit: "subword",        // tokens are the model tokenizer's subwords
+    // a document shorter than num_anchors * max_span_len * 2 = 2048 tokens stops the run before
+    // training (file:line, length, how many), as the reference's ValueError did; "skip" skips
+    // and counts them (a WARNING with their share, and in the run summary)
+    short_documents: "error",
 
     // objective
     pooler: "mean",              // mean over all non-padding tokens, special tokens included

@@ -12,8 +12,12 @@ lib.isbert {
     transformer_model: lib.extVarOr("TRANSFORMER_MODEL", "bert-base-uncased"),
     max_length: 130,             // reference code: 128 tokens plus [CLS] and [SEP]
 
-    kernel_sizes: [1, 3, 5],     // one 1-D convolution per window size, ReLU
+    kernel_sizes: [1, 3, 5],     // one 1-D convolution per window size
     out_channels: 256,           // reference code: 256 filters per window size (768 in all)
+    // reference code: no activation after the convolutions (models/CNN.py returns conv(x)), so
+    // this follows the code that produced the published numbers; "relu" gives the ReLU of
+    // METHOD.md's description of the paper (docs/configs.md).
+    cnn_activation: null,
 
     batch_size: 32,              // reference code
     num_workers: 1,

@@ -15,7 +15,7 @@ lib.simcse {
 
     // [CLS] through an MLP in training only. Our choice: SimCSE's released supervised models
     // keep the MLP at test; for that use pooler "cls" plus
-    // model.feedforward {hidden_dims: 768, activations: "tanh"} (bert-base).
+    // model.feedforward {hidden_dims: 768, activations: "tanh", at_inference: true} (bert-base).
     pooler: "cls_mlp",
     temperature: 0.05,
     hard_negative_weight: 0,     // SimCSE's default: hard negatives weigh like in-batch ones

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+import traceback
 
 import click
 
@@ -30,9 +32,30 @@ def _included_packages(args: list[str]) -> list[str]:
     return packages
 
 
+#: set to 1 (or pass ``declutr --traceback``) to see the stack of any error
+TRACEBACK_VARIABLE = "DECLUTR_TRACEBACK"
+TRACEBACK_HINT = f"declutr --traceback ... or {TRACEBACK_VARIABLE}=1 shows the stack"
+
+
+def tracebacks_wanted() -> bool:
+    return os.environ.get(TRACEBACK_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
 def report(error: DeclutrError) -> None:
+    """A user mistake: one line per problem (and the stack of what caused it when asked for)."""
+    if tracebacks_wanted():
+        traceback.print_exception(error)
     for line in str(error).splitlines() or [type(error).__name__]:
         click.echo(f"Error: {line}", err=True)
+    cause = error.__cause__  # a missing module's stack says no more than its name
+    if isinstance(cause, Exception) and not isinstance(cause, (DeclutrError, ModuleNotFoundError)) and not tracebacks_wanted():
+        click.echo(f"Error: (raised as {type(cause).__name__}; {TRACEBACK_HINT})", err=True)
+
+
+def report_unexpected(error: Exception) -> None:
+    """Anything else is a bug, in declutr, a plugin or a library: one line, the stack on request."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    click.echo(f"Error: {type(error).__name__}: {lines[0] if lines else ''} (unexpected; {TRACEBACK_HINT})", err=True)
 
 
 class DeclutrGroup(click.Group):
@@ -70,6 +93,13 @@ class DeclutrGroup(click.Group):
         except DeclutrError as error:
             report(error)
             ctx.exit(1)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            if tracebacks_wanted():
+                raise
+            report_unexpected(error)
+            ctx.exit(1)
 
 
 def _include_package_param(hidden: bool = False) -> click.Option:
@@ -79,7 +109,22 @@ def _include_package_param(hidden: bool = False) -> click.Option:
     )
 
 
-@click.group(cls=DeclutrGroup, context_settings={"help_option_names": ["-h", "--help"]}, params=[_include_package_param()])
+def _traceback_param() -> click.Option:
+    def enable(ctx, param, value):
+        if value:  # through the environment, so spawned training processes see it too
+            os.environ[TRACEBACK_VARIABLE] = "1"
+
+    return click.Option(
+        ["--traceback"], is_flag=True, expose_value=False, is_eager=True, callback=enable,
+        help=f"Show the full stack of an error (also: {TRACEBACK_VARIABLE}=1).",
+    )
+
+
+@click.group(
+    cls=DeclutrGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    params=[_include_package_param(), _traceback_param()],
+)
 @click.version_option(VERSION, prog_name="declutr")
 def main() -> None:
     """Learn sentence embeddings without labels (DeCLUTR, SimCSE, IS-BERT)."""

@@ -14,7 +14,7 @@ def describe_all() -> dict[str, dict[str, dict]]:
     """``{kind: {name: {"class", "doc", "parameters": [{name, type, default}]}}}`` from type hints."""
     from declutr.core.construct import parameters, type_name
     from declutr.core.registrable import Registrable
-    from declutr.training.experiment import import_components
+    from declutr.training.experiment import INJECTED, import_components
 
     import_components()
     result: dict[str, dict[str, dict]] = {}
@@ -27,7 +27,7 @@ def describe_all() -> dict[str, dict[str, dict]]:
             params = [
                 {"name": p, "type": type_name(t), **({} if d is inspect.Parameter.empty else {"default": _jsonable(d)})}
                 for p, t, d in parameters(subclass, function)
-                if p not in injected and p not in ("tokenizer", "serialization_dir")
+                if p not in injected and p not in INJECTED
             ]
             doc = inspect.getdoc(function or subclass) or ""
             entries[name] = {

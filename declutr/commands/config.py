@@ -10,30 +10,12 @@ from declutr.commands import config_options
 
 
 def resolve_experiment(config_file: str, overrides: str | None, ext_vars: tuple[str, ...]) -> dict:
-    """Load an experiment file (translating a reference AllenNLP file when needed) and validate it.
+    """:func:`declutr.training.experiment.resolve_config`, its messages printed on stderr."""
+    from declutr.training.experiment import resolve_config
 
-    A file in the reference implementation's schema (AllenNLP 1.1; docs/configs.md) is translated
-    to declutr's first, one line per translated key on stderr; ``--overrides`` are in declutr's
-    schema and merged after the translation. Every problem is reported at once, each with its
-    key path and, when found, file and line.
-    """
-    from declutr.core.config import evaluate_file, locate, merge, parse_ext_vars, parse_overrides
-    from declutr.core.errors import ConfigurationError
-    from declutr.training.experiment import validate_experiment
-    from declutr.training.legacy import is_reference_config, translate
-
-    variables = parse_ext_vars(ext_vars)
-    config = evaluate_file(config_file, variables)
-    if is_reference_config(config):
-        config, messages = translate(config)
-        click.echo(f"{config_file}: the reference's AllenNLP 1.1 schema; translated to declutr's:", err=True)
-        for message in messages:
-            click.echo(f"translated: {message}", err=True)
-    config = merge(config, parse_overrides(overrides, variables))
-    try:
-        validate_experiment(config)
-    except ConfigurationError as error:
-        raise ConfigurationError([locate(problem, config_file) for problem in error.problems]) from None
+    config, messages = resolve_config(config_file, overrides, ext_vars)
+    for message in messages:
+        click.echo(message, err=True)
     return config
 
 

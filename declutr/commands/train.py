@@ -16,11 +16,17 @@ from declutr.commands import config_options
 @config_options
 def command(config_file, serialization_dir, recover, force, overrides, ext_vars, include_packages):
     """Train the experiment in CONFIG (JSONnet or JSON) into DIR."""
-    from declutr.commands.config import resolve_experiment
-    from declutr.training.run import train_model
+    from declutr.training.experiment import Experiment
 
-    config = resolve_experiment(config_file, overrides, ext_vars)
-    metrics = train_model(config, serialization_dir, recover=recover, force=force)
+    experiment = Experiment.from_file(config_file, overrides, ext_vars)
+    for message in experiment.messages:
+        click.echo(message, err=True)
+    metrics = experiment.train(serialization_dir, recover=recover, force=force)
     if metrics:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items() if k.endswith("loss") or k in ("step", "epoch")}
-        click.echo(f"done: {shown}; model in {serialization_dir}/model", err=True)
+        skipped = ""
+        if any(v for k, v in metrics.items() if k.startswith("documents_skipped_")):
+            from declutr.data.loader import skipped_summary
+
+            skipped = f"; documents skipped {skipped_summary(metrics, int(metrics.get('documents', 0)))}"
+        click.echo(f"done: {shown}{skipped}; model in {serialization_dir}/model", err=True)

@@ -117,30 +117,108 @@ def load_config(
     return merge(evaluate_file(path, ext_vars), parse_overrides(overrides, ext_vars))
 
 
-def locate(problem: str, path: str | os.PathLike) -> str:
-    """Add ``(file:line)`` to a ``key.path: message`` problem when the key can be found in the file.
+def strip_comments(text: str) -> str:
+    """``text`` with its JSONnet comments (``//``, ``#``, ``/* */``) blanked; strings and line
+    numbers are kept."""
+    out, index, quote = [], 0, None
+    while index < len(text):
+        char = text[index]
+        if quote:
+            out.append(char)
+            if char == "\\" and index + 1 < len(text):
+                out.append(text[index + 1])
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+            out.append(char)
+        elif char == "#" or text.startswith("//", index):
+            end = text.find("\n", index)
+            index = len(text) if end < 0 else end
+            continue
+        elif text.startswith("/*", index):
+            end = text.find("*/", index + 2)
+            end = len(text) if end < 0 else end + 2
+            out.append("".join(c if c == "\n" else " " for c in text[index:end]))
+            index = end
+            continue
+        else:
+            out.append(char)
+        index += 1
+    return "".join(out)
 
-    Best effort: the line of the innermost named key (the unexpected key itself when the
-    message names one), searched for in the order of the key path.
+
+def _config_files(path: Path, seen: set[Path] | None = None) -> list[Path]:
+    """``path`` and, recursively, the files it imports (relative imports only)."""
+    seen = set() if seen is None else seen
+    path = path.resolve()
+    if path in seen or not path.is_file():
+        return []
+    seen.add(path)
+    files = [path]
+    text = strip_comments(path.read_text(encoding="utf-8"))
+    for name in re.findall(r'\bimport(?:str)?\s+["\']([^"\']+)["\']', text):
+        files += _config_files(path.parent / name, seen)
+    return files
+
+
+def _in_overrides(keys: list[str | int], overrides: Any) -> bool:
+    for key in keys:
+        in_object = isinstance(overrides, dict) and isinstance(key, str) and key in overrides
+        in_list = isinstance(overrides, list) and isinstance(key, int) and key < len(overrides)
+        if not (in_object or in_list):
+            return False
+        overrides = overrides[key]
+    return True
+
+
+def locate(problem: str, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> str:
+    """Add where a ``key.path: message`` problem's key was written, when that is certain.
+
+    ``(from --overrides)`` when the key path is in ``overrides``; ``(file:line)`` when the
+    innermost key occurs once, outside comments, in ``path`` and the files it imports; ``(from
+    file)`` when it occurs only in one imported file, several times; otherwise nothing (no
+    location beats a wrong one).
     """
     key_path, sep, message = problem.partition(": ")
     if not sep:
         return problem
-    keys = [k for k in re.split(r"[.\[\]]", key_path) if k and not k.isdigit() and k != "config"]
+    parts = [int(k) if k.isdigit() else k for k in re.split(r"[.\[\]]", key_path) if k and k != "config"]
     named = re.match(r'unexpected key "([^"]+)"', message)
     if named:
-        keys.append(named.group(1))
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError:
+        parts.append(named.group(1))
+    if not parts:
         return problem
-    line_number, start = None, 0
-    for key in keys:
-        pattern = re.compile(rf'(^|[\s{{,])["\']?{re.escape(key)}["\']?\s*:')
-        for index in range(start, len(lines)):
-            if pattern.search(lines[index]):
-                line_number, start = index + 1, index
-                break
-        else:
-            break
-    return f"{problem} ({path}:{line_number})" if line_number else problem
+    if overrides and _in_overrides(parts, overrides):
+        return f"{problem} (from --overrides)"
+    key = next((k for k in reversed(parts) if isinstance(k, str)), None)
+    if key is None:
+        return problem
+    pattern = re.compile(rf'(^|[\s{{,])["\']?{re.escape(key)}["\']?\s*\+?:{{1,3}}')
+    try:
+        files = _config_files(Path(path))
+    except (OSError, UnicodeDecodeError):
+        return problem
+    found = [
+        (file, number)
+        for file in files
+        for number, line in enumerate(strip_comments(file.read_text(encoding="utf-8")).splitlines(), start=1)
+        if pattern.search(line)
+    ]
+    if len(found) == 1:
+        file, number = found[0]
+        shown = path if file == Path(path).resolve() else _shown(file, Path(path))
+        return f"{problem} ({shown}:{number})"
+    imported = {file for file, _ in found}
+    if len(imported) == 1 and found[0][0] != Path(path).resolve():
+        return f"{problem} (from {_shown(found[0][0], Path(path))})"
+    return problem
+
+
+def _shown(file: Path, origin: Path) -> str:
+    """An imported file's name as the user would type it: relative to the experiment file's folder."""
+    try:
+        return str(Path(origin).parent / file.relative_to(Path(origin).resolve().parent))
+    except ValueError:
+        return str(file)

@@ -20,9 +20,9 @@ import os
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, Generic, Literal, TypeVar, Union
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union
 
-from declutr.core.errors import ConfigurationError, closest
+from declutr.core.errors import ConfigurationError, DeclutrError, closest
 from declutr.core.registrable import Registrable
 
 T = TypeVar("T")
@@ -40,6 +40,20 @@ class Lazy(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Lazy({self.config!r})"
+
+
+class AtLeast:
+    """A lower bound the validation checks: ``batch_size: Annotated[int, AtLeast(1)]``, so a dry
+    run (``declutr config``) catches a bad value even of a component built later (``Lazy``)."""
+
+    def __init__(self, minimum: float):
+        self.minimum = minimum
+
+    def problem(self, value: Any) -> str | None:
+        return None if value >= self.minimum else f"must be at least {self.minimum}, got {_show(value)}"
+
+    def __repr__(self) -> str:
+        return f">= {self.minimum}"
 
 
 class _Invalid:
@@ -87,6 +101,9 @@ def type_name(annotation: Any) -> str:
         return " | ".join(_show(a) for a in args)
     if origin is Lazy:
         return type_name(args[0])
+    if origin is Annotated:
+        bounds = [repr(m) for m in annotation.__metadata__ if isinstance(m, AtLeast)]
+        return f"{type_name(args[0])} ({', '.join(bounds)})" if bounds else type_name(args[0])
     if origin is not None:
         name = getattr(origin, "__name__", str(origin))
         return f"{name}[{', '.join('...' if a is Ellipsis else type_name(a) for a in args)}]" if args else name
@@ -109,7 +126,7 @@ def parameters(cls: type, constructor: Callable | None = None) -> list[tuple[str
     for owner in owners:
         function = constructor if owner is None else owner.__dict__["__init__"]
         try:
-            hints = typing.get_type_hints(function)
+            hints = typing.get_type_hints(function, include_extras=True)
         except Exception:  # noqa: BLE001  (unresolvable forward references of any kind: fall back to "any")
             hints = {}
         var_keyword = False
@@ -146,6 +163,14 @@ class _Builder:
         args = typing.get_args(annotation)
         if origin in (Union, types.UnionType):
             return self.union(args, value, path, extras)
+        if origin is Annotated:
+            built = self.value(args[0], value, path, extras)
+            if isinstance(built, (int, float)) and not isinstance(built, bool):
+                for bound in annotation.__metadata__:
+                    message = bound.problem(built) if isinstance(bound, AtLeast) else None
+                    if message:
+                        return self.fail(path, message)
+            return built
         if origin is Literal:
             if value in args and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in args)):
                 return value
@@ -271,8 +296,12 @@ class _Builder:
                 built = self.fail(path, f'missing required key "{name}" ({type_name(annotation)})')
             failed |= built is INVALID
             kwargs[name] = built
+        refused = getattr(cls, "refused_keys", {})
         for key in config:
-            if key not in known:
+            if key in refused and key not in known:  # a key users expect here, refused with the reason
+                self.fail(join(path, key), refused[key])
+                failed = True
+            elif key not in known:
                 suggestion = closest(key, known)
                 hint = f' (did you mean "{suggestion}"?)' if suggestion else f" (allowed: {', '.join(sorted(known)) or 'none'})"
                 self.fail(path, f'unexpected key "{key}"{hint}')
@@ -283,16 +312,25 @@ class _Builder:
             return PLACEHOLDER
         try:
             return function(**kwargs)
-        except ConfigurationError:
-            raise
+        except DeclutrError as error:  # a user mistake found by the component: give it this key path
+            raise ConfigurationError(_with_path(path, error)) from error
         except ValueError as error:  # components raise ValueError for bad argument values
+            # The cause (and its traceback) stays attached: ``--traceback`` shows it.
             raise ConfigurationError(f"{path or 'config'}: {error}") from error
+
+
+def _with_path(path: str, error: DeclutrError) -> list[str]:
+    """The problems of ``error``, each starting with a key path: ``path`` unless it has one below it."""
+    problems = error.problems if isinstance(error, ConfigurationError) else str(error).splitlines() or [repr(error)]
+    if not path:
+        return problems
+    return [p if p == path or p.startswith((f"{path}.", f"{path}[", f"{path}:")) else f"{path}: {p}" for p in problems]
 
 
 def _accepts_shape(annotation: Any, value: Any) -> bool:
     """Whether ``value`` has the JSON shape ``annotation`` takes (an object, a list, a scalar)."""
     origin = typing.get_origin(annotation) or annotation
-    if origin is Lazy:
+    if origin is Lazy or origin is Annotated:
         return _accepts_shape(typing.get_args(annotation)[0], value)
     is_class = isinstance(origin, type) and origin not in (str, int, float, bool, list, tuple, dict, set)
     if isinstance(value, dict):

@@ -16,6 +16,17 @@ from pathlib import Path
 
 from declutr.core.errors import DeclutrError
 
+#: the built-in packages whose components register on import (AllenNLP's default plugins); the
+#: ``senteval`` callback is a module of its own so that importing evaluation never imports torch
+COMPONENT_PACKAGES = (
+    "declutr.data",
+    "declutr.modules",
+    "declutr.losses",
+    "declutr.models",
+    "declutr.training",
+    "declutr.evaluation",
+    "declutr.evaluation.callback",
+)
 ENTRY_POINT_GROUP = "declutr.plugins"
 PLUGINS_FILE = ".declutr_plugins"
 _commands: dict[str, object] = {}
@@ -30,6 +41,12 @@ def register_command(command):
 
 def registered_commands() -> dict[str, object]:
     return dict(_commands)
+
+
+def import_components() -> None:
+    """Import every built-in component package so all names register."""
+    for name in COMPONENT_PACKAGES:
+        importlib.import_module(name)
 
 
 def import_module_and_submodules(name: str, origin: str) -> None:

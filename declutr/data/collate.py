@@ -1,4 +1,4 @@
-"""BERT masking of one input (METHOD.md §1.3) and dynamic padding of a text group."""
+"""BERT masking of one input (docs/data.md, "Masking and batches") and dynamic padding of a text group."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -226,22 +226,29 @@ class SpanReader(DatasetReader):
 
 @DatasetReader.register("simcse_unsupervised")
 class SimCSEUnsupervisedReader(SpanReader):
-    """SimCSE unsupervised: each sentence (one per line) is its own positive.
+    """SimCSE unsupervised: each sentence (one per line) is its own positive; nothing is masked.
 
     # Parameters
     tokenizer: set ``max_length`` to SimCSE's 32 for the paper setting.
-    mlm_probability: SimCSE's optional auxiliary MLM on the anchors (default null: off).
     document_source, cache_directory: see ``DatasetReader``.
     """
+
+    #: SimCSE's optional auxiliary MLM (``--do_mlm``) masks a separate copy of the inputs
+    #: (``mlm_input_ids``) and adds its loss; masking the two dropout views instead, as a reader
+    #: key would, changes the contrastive views and trains no MLM, so the key is refused.
+    refused_keys: ClassVar[dict[str, str]] = {
+        "mlm_probability": "the simcse_unsupervised reader does not mask: masking would alter both dropout views "
+        "and the simcse model has no MLM term (SimCSE's --do_mlm masks a separate copy of the inputs, which "
+        "declutr does not implement); remove the key",
+    }
 
     def __init__(
         self,
         tokenizer: TransformerTokenizer,
-        mlm_probability: float | None = None,
         document_source: DocumentSource | None = None,
         cache_directory: str | None = None,
     ):
-        super().__init__(tokenizer, SameTextSampler(), mlm_probability, "skip", document_source, cache_directory)
+        super().__init__(tokenizer, SameTextSampler(), None, "skip", document_source, cache_directory)
 
 
 @DatasetReader.register("isbert")

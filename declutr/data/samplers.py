@@ -1,4 +1,4 @@
-"""Span samplers: which pieces of a text become anchors and positives (METHOD.md §1.2).
+"""Span samplers: which pieces of a text become anchors and positives (docs/data.md, "Span samplers").
 
 A sampler sees only a text's length ``n`` in its unit and a ``numpy.random.Generator``, and
 returns half-open ``[start, end)`` unit ranges: ``anchors`` ``(A, 2)`` and ``positives``

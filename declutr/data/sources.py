@@ -2,7 +2,7 @@
 
 A source turns ``data_path`` (a file, a directory, or a glob; any of them gzip-compressed when
 the name ends in ``.gz``) into a stream of :class:`Record` s, each naming its file and line.
-Whitespace is collapsed (``" ".join(text.split())``, METHOD.md §1.1); nothing is lower-cased.
+Whitespace is collapsed (``" ".join(text.split())``, docs/data.md, "Corpora"); nothing is lower-cased.
 
 Bad input is handled by policy, never a crash:
 - empty or whitespace-only documents, and lines that are not valid UTF-8, come out as records

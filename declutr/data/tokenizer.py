@@ -8,6 +8,7 @@ and truncating the content to ``max_length`` minus their number. No decode/re-en
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,17 @@ from declutr.core.errors import DeclutrError
 #: what ``model_max_length`` holds when a tokenizer does not know its model's limit
 _UNKNOWN_MAX = 10**6
 _FALLBACK_MAX = 512
+
+
+def check_model_name(name: str) -> bool:
+    """Whether ``name`` is a local directory; a path that does not exist is a ``DeclutrError``
+    (transformers would answer "Repo id must be in the form ..."). A Hugging Face name is
+    ``NAME`` or ``ORG/NAME``."""
+    if os.path.isdir(name):
+        return True
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name or os.path.exists(name):
+        raise DeclutrError(f"{name}: no such model directory (a Hugging Face model is named NAME or ORG/NAME)")
+    return False
 
 
 class TransformerTokenizer:
@@ -33,6 +45,7 @@ class TransformerTokenizer:
             raise ValueError(f"max_length must be positive, got {max_length}")
         from transformers import AutoTokenizer
 
+        check_model_name(str(model_name))
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_name, use_fast=True)
         except (OSError, ValueError) as error:

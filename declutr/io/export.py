@@ -5,7 +5,9 @@ An export folder holds:
   when the model trained with MLM, so ``AutoModelForMaskedLM`` can continue training; ``AutoModel``
   loads the bare transformer from it), and the tokenizer files;
 - ``declutr_pooling.json`` (+ ``declutr_pooling.safetensors`` when the pooler or projection head
-  has weights): how declutr turns token vectors into embeddings;
+  has weights): how declutr turns token vectors into embeddings at inference. A projection head
+  is stored only when it is used at inference (``feedforward.at_inference``); otherwise the
+  export's embeddings are the pooler's, as the reference's ``embeddings`` were;
 - when sentence-transformers can express the pooling (``mean`` with special tokens, ``cls``,
   ``cls_mlp`` (= ``cls`` at inference), ``max``; no projection head): ``modules.json``,
   ``sentence_bert_config.json``, ``1_Pooling/config.json`` and ``config_sentence_transformers.json``.
@@ -14,7 +16,7 @@ An export folder holds:
 
     {"format_version": 1, "hidden_size": 768,
      "pooler": {"type": "mean", "exclude_special_tokens": false},
-     "feedforward": null | {"hidden_dims": [...], "activations": [...], "dropout": 0.0},
+     "feedforward": null | {"hidden_dims": [...], "activations": [...], "dropout": 0.0, "at_inference": true},
      "normalize": false, "sentence_transformers": true}
 """
 
@@ -150,7 +152,7 @@ def export_model(model: Any, directory: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    encoder, head = model.encoder, model.head
+    encoder, head = model.encoder, model.head.for_inference()  # a projection head only if used at inference
     if not hasattr(encoder, "save_pretrained"):
         raise ValueError(f"{type(encoder).__name__} cannot be saved as a Hugging Face checkpoint")
     tokenizer = model.tokenizer
@@ -270,7 +272,9 @@ def load_embedding_model(
     pooler = build(Pooler, description["pooler"], path="pooler", extras={"input_dim": hidden_size})
     feedforward = None
     if description.get("feedforward"):
-        feedforward = build(FeedForward, description["feedforward"], path="feedforward", extras={"input_dim": pooler.output_dim})
+        # an export stores a projection head only when it is used at inference (older ones without the key, too)
+        stored = {"at_inference": True, **description["feedforward"]}
+        feedforward = build(FeedForward, stored, path="feedforward", extras={"input_dim": pooler.output_dim})
     head = EmbeddingHead(pooler, feedforward, normalize=bool(description.get("normalize")))
     if (directory / POOLING_WEIGHTS).is_file():
         from safetensors.torch import load_file

@@ -41,7 +41,7 @@ class DeclutrModel(Model):
     # Parameters
     encoder: the transformer (``{"type": "transformer", "model_name": ...}``).
     pooler: token vectors to embeddings [mean over all non-padding tokens, special tokens included].
-    feedforward: an optional projection head; the contrastive loss and the embeddings use its output.
+    feedforward: an optional projection head; the contrastive loss uses its output, inference only with its at_inference.
     loss: the contrastive loss [nt_xent with temperature 0.05].
     contrastive_weight: weight of the contrastive term [1]; 0 turns it off.
     mlm_weight: weight of the masked-LM term [1]; 0 turns it off.

@@ -55,32 +55,34 @@ class Model(torch.nn.Module, Registrable):
 
     @property
     def embedding_dim(self) -> int | None:
-        return self.head.output_dim
+        """The size of the embeddings at inference (``embed``, the export)."""
+        return self.head.inference_dim
 
     def embed(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special_tokens_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Embeddings ``[N, D]`` of one padded batch; call in eval mode for inference.
+        """Embeddings ``[N, D]`` of one padded batch at inference; call in eval mode.
 
-        Padding never changes an embedding, so the batch runs as length-sorted sub-batches with
-        bounded padding (``max_padding_fraction``), each trimmed to its longest row, and the
-        embeddings are put back in order.
+        A projection head (``feedforward``) is left out unless its ``at_inference`` is set, as
+        the reference's ``embeddings`` (the export and the Encoder give the same). Padding never
+        changes an embedding, so the batch runs as length-sorted sub-batches with bounded padding
+        (``max_padding_fraction``), each trimmed to its longest row, and the embeddings are put
+        back in order.
         """
-        return in_sub_batches(
-            self._embed_padded,
-            attention_mask,
-            self.max_padding_fraction,
-            input_ids,
-            attention_mask,
-            special_tokens_mask,
-        )
-
-    def _embed_padded(self, input_ids, attention_mask, special_tokens_mask):
-        return self.head(self.encoder(input_ids, attention_mask), attention_mask, special_tokens_mask)
+        return self._in_sub_batches(self.head.inference, input_ids, attention_mask, special_tokens_mask)
 
     def embed_group(self, group: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``embed`` for a text group of a batch (``input_ids``, ``attention_mask``, ``special_tokens_mask``)."""
-        return self.embed(group["input_ids"], group["attention_mask"], group.get("special_tokens_mask"))
+        """What the losses see for a text group of a batch (``input_ids``, ``attention_mask``,
+        ``special_tokens_mask``): ``embed``'s computation, through the projection head if any."""
+        return self._in_sub_batches(self.head, group["input_ids"], group["attention_mask"], group.get("special_tokens_mask"))
+
+    def _in_sub_batches(self, head, input_ids, attention_mask, special_tokens_mask) -> torch.Tensor:
+        def padded(ids, mask, special):
+            return head(self.encoder(ids, mask), mask, special)
+
+        return in_sub_batches(
+            padded, attention_mask, self.max_padding_fraction, input_ids, attention_mask, special_tokens_mask
+        )
 
     def export(self, directory: str | os.PathLike) -> Path:
         """Write a Hugging Face checkpoint plus sentence-transformers and declutr pooling files."""

@@ -36,7 +36,7 @@ class SimCSEModel(Model):
     # Parameters
     encoder: the transformer (``{"type": "transformer", "model_name": ...}``).
     pooler: [cls_mlp: the [CLS] vector through an MLP in training, plain [CLS] at inference].
-    feedforward: an optional projection head (kept at inference).
+    feedforward: an optional projection head; the loss uses its output, inference only with its at_inference.
     loss: [info_nce with temperature 0.05].
     scale_fix: multiply the loss by the number of processes (see the ``declutr`` model).
     max_padding_fraction: run each text group as length-sorted sub-batches, each trimmed to its

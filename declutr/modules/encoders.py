@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from typing import ClassVar
 
 import torch
 
 from declutr.core.registrable import Registrable
+from declutr.data.tokenizer import check_model_name
 
 
 class TextEncoder(torch.nn.Module, Registrable):
@@ -97,12 +100,14 @@ class TransformerEncoder(TextEncoder):
         }
         if revision is not None:
             kwargs["revision"] = revision
-        local = os.path.isdir(self.model_name)
+        local = check_model_name(self.model_name)
         try:
-            self.model = auto.from_pretrained(self.model_name, **kwargs)
+            with quiet_transformers():
+                self.model, loading = auto.from_pretrained(self.model_name, output_loading_info=True, **kwargs)
         except OSError as error:
             where = "local directory" if local else "Hugging Face model"
             raise ValueError(f'cannot load {where} "{self.model_name}": {error}') from error
+        report_loading(self.model_name, loading, masked_language_modeling)
         if not masked_language_modeling and getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None
         if gradient_checkpointing:
@@ -158,6 +163,35 @@ MASKED_LM_HEADS = {
     "CamembertForMaskedLM": "lm_head",
     "MPNetForMaskedLM": "lm_head",
 }
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' own load messages (a multi-line LOAD REPORT, "This checkpoint seem corrupted"
+    for a checkpoint without a masked-LM head) off; :func:`report_loading` says it in one line."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+def report_loading(name: str, loading: dict, masked_language_modeling: bool) -> None:
+    """One log line for the tensors a checkpoint lacked (initialised) or had in excess (ignored)."""
+    missing = sorted(loading.get("missing_keys") or ())
+    unexpected = sorted(loading.get("unexpected_keys") or ())
+    parts = []
+    if missing:
+        head = masked_language_modeling and all(k.startswith(("lm_head.", "cls.", "generator_", "pred_")) for k in missing)
+        what = "masked-LM head not in the checkpoint" if head else "tensors not in the checkpoint"
+        parts.append(f"{what}: {len(missing)} tensors initialised ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    if unexpected:
+        parts.append(f"unexpected tensors ignored: {len(unexpected)}")
+    if parts:
+        logging.getLogger("declutr").info("%s: %s", name, "; ".join(parts))
 
 
 def masked_lm_head(model: torch.nn.Module) -> torch.nn.Module | None:

@@ -7,7 +7,7 @@ eval mode, which is how every inference path (``Model.embed``, the exported mode
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 
@@ -110,30 +110,47 @@ class ClsMlpPooler(Pooler):
         return self.activation(self.dense(cls)) if self.training else cls
 
 
+#: the activations the ``cnn`` pooler offers after its convolutions
+CNN_ACTIVATIONS = {"relu": torch.relu, "gelu": torch.nn.functional.gelu, "tanh": torch.tanh}
+
+
 @Pooler.register("cnn")
 class CnnPooler(Pooler):
-    """IS-BERT's pooling: 1-D convolutions over the token vectors, ReLU, mean over time.
+    """IS-BERT's pooling: 1-D convolutions over the token vectors, an activation, mean over time.
 
-    One convolution per kernel size (``same`` padding, so every token keeps one output), their
-    ``out_channels`` outputs concatenated per token (the "local" representations), then the
-    masked mean over tokens (the sentence embedding). Padding positions are zeroed before the
-    convolution so they never leak into real tokens.
+    One convolution per kernel size (``same`` padding, so every token keeps one output), each
+    followed by ``activation``, their ``out_channels`` outputs concatenated per token (the
+    "local" representations), then the masked mean over tokens (the sentence embedding).
+    Padding positions are zeroed before the convolution so they never leak into real tokens.
 
     # Parameters
     kernel_sizes: odd window sizes [1, 3, 5].
     out_channels: filters per kernel size [256]; the embedding has ``len(kernel_sizes) * out_channels`` dimensions.
+    activation: after each convolution: ``relu`` (the default; METHOD.md's description of the
+        paper), ``gelu``, ``tanh``, or null for none (the authors' code, ``models/CNN.py`` of
+        yanzhangnlp/IS-BERT, applies no activation; the shipped isbert.jsonnet follows it).
     input_dim: injected (the encoder's hidden size).
     """
 
-    def __init__(self, input_dim: int, kernel_sizes: list[int] = (1, 3, 5), out_channels: int = 256):
+    def __init__(
+        self,
+        input_dim: int,
+        kernel_sizes: list[int] = (1, 3, 5),
+        out_channels: int = 256,
+        activation: Literal["relu", "gelu", "tanh"] | None = "relu",
+    ):
         super().__init__(input_dim)
         kernel_sizes = list(kernel_sizes)
         if not kernel_sizes or any(k <= 0 or k % 2 == 0 for k in kernel_sizes):
             raise ValueError(f"kernel_sizes must be positive odd numbers, got {kernel_sizes}")
         if out_channels <= 0:
             raise ValueError(f"out_channels must be positive, got {out_channels}")
+        if activation is not None and activation not in CNN_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(CNN_ACTIVATIONS)} or null, got {activation!r}")
         self.kernel_sizes = kernel_sizes
         self.out_channels = out_channels
+        self.activation = activation
+        self._activate = CNN_ACTIVATIONS[activation] if activation is not None else None
         self.convolutions = torch.nn.ModuleList(
             torch.nn.Conv1d(input_dim, out_channels, kernel_size=k, padding=k // 2) for k in kernel_sizes
         )
@@ -146,7 +163,10 @@ class CnnPooler(Pooler):
         """Per-token representations ``[N, L, output_dim]`` (IS-BERT's "local" features)."""
         mask = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
         inputs = (hidden_states * mask).transpose(1, 2)  # [N, D, L]
-        features = torch.cat([torch.relu(conv(inputs)) for conv in self.convolutions], dim=1)
+        outputs = [conv(inputs) for conv in self.convolutions]
+        if self._activate is not None:
+            outputs = [self._activate(output) for output in outputs]
+        features = torch.cat(outputs, dim=1)
         return features.transpose(1, 2)
 
     def forward(self, hidden_states, attention_mask, special_tokens_mask=None):

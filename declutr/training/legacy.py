@@ -36,6 +36,10 @@ SAMPLING_KEYS = {
     "sampling_strategy": "strategy",
 }
 
+#: special tokens around one sequence in the reference's models (RoBERTa ``<s> ... </s>``, BERT
+#: ``[CLS] ... [SEP]``): AllenNLP 1.1's ``max_length`` excluded them, declutr's includes them
+REFERENCE_SPECIAL_TOKENS = 2
+
 #: where the reference configured its transformer
 EMBEDDER = "model.text_field_embedder.token_embedders.tokens"
 
@@ -145,6 +149,14 @@ def _dataset_reader(reader: dict, path: str, t: _Translation) -> dict:
         t.move(reader, old, sampler, new, f"{path}.{old}", f"{path}.span_sampler.{new}")
     if sampler:
         result["span_sampler"] = {"type": "declutr", **sampler}
+        if "short_documents" not in reader:
+            result["short_documents"] = "error"
+            t.note(
+                f"{path}.num_anchors (span sampling)",
+                f'{path}.short_documents "error"',
+                "as the reference, which raised ValueError on a document shorter than "
+                "num_anchors * max_span_len * 2 tokens; \"skip\" skips and counts them",
+            )
 
     tokenizer = reader.pop("tokenizer", None)
     if isinstance(tokenizer, dict):
@@ -156,11 +168,14 @@ def _dataset_reader(reader: dict, path: str, t: _Translation) -> dict:
                 "dropped",
                 "declutr's tokenizer is the checkpoint's Hugging Face fast tokenizer",
             )
-        if "max_length" in tokenizer:
+        if isinstance(tokenizer.get("max_length"), int) and not isinstance(tokenizer["max_length"], bool):
+            content = tokenizer["max_length"]
+            tokenizer["max_length"] = content + REFERENCE_SPECIAL_TOKENS
             t.note(
-                f"{path}.tokenizer.max_length {_show(tokenizer['max_length'])}",
-                f"{path}.tokenizer.max_length {_show(tokenizer['max_length'])}",
-                "the same meaning: the longest model input, special tokens included",
+                f"{path}.tokenizer.max_length {content}",
+                f"{path}.tokenizer.max_length {tokenizer['max_length']}",
+                f"AllenNLP 1.1 truncated the content to {content} tokens and then added the special tokens; "
+                f"declutr's max_length counts them: {content} + {REFERENCE_SPECIAL_TOKENS} (<s> ... </s>, [CLS] ... [SEP])",
             )
         result["tokenizer"] = tokenizer
     elif tokenizer is not None:

@@ -12,12 +12,15 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from declutr.core.errors import DeclutrError
 from declutr.training.devices import check_devices
+
+if TYPE_CHECKING:
+    from declutr.training.experiment import Experiment
 
 logger = logging.getLogger("declutr")
 
@@ -83,62 +86,24 @@ def setup_logging(serialization_dir: Path, primary: bool) -> None:
 
 
 def build_and_train(
-    config: dict,
+    experiment: Experiment | dict,
     serialization_dir: Path,
     recover: bool,
     rank: int = 0,
     world_size: int = 1,
+    device: int | None = None,
 ) -> dict:
-    """Build every component of ``config`` and train; rank 0 writes the export and the plot."""
+    """Build one process's trainer (:meth:`Experiment.build`) and train; rank 0 writes the export
+    and the plot."""
     import torch
 
-    from declutr.core.construct import build
-    from declutr.training.experiment import experiment_signature, import_components
-    from declutr.training.trainer import unwrap
+    from declutr.training.experiment import Experiment
+    from declutr.training.util import unwrap
 
-    import_components()
+    experiment = experiment if isinstance(experiment, Experiment) else Experiment(experiment)
     setup_logging(serialization_dir, rank == 0)
-    seed = int(config.get("random_seed", 13))
-    set_seeds(seed)
-    top = {k: v for k, v in config.items() if v is not None or k not in ("data_loader", "validation_data_loader")}
-    experiment = build(
-        experiment_signature(),
-        top,
-        extras={"serialization_dir": str(serialization_dir)},
-    )
-    if experiment.train_data_path is None and _trains(config):
-        raise DeclutrError(
-            'train_data_path: not set (give it in the config or with --overrides \'{"train_data_path": "..."}\')'
-        )
-    reader = experiment.dataset_reader
-    tokenizer = reader.tokenizer
-    model = experiment.model.construct(tokenizer=tokenizer)
-
-    def loader(lazy, reader, path):
-        from declutr.core.construct import Lazy
-        from declutr.data import DataLoader
-
-        lazy = lazy or Lazy(lambda **kw: build(DataLoader, {}, "data_loader", kw))
-        return lazy.construct(reader=reader, data_path=path, seed=seed, rank=rank, world_size=world_size)
-
-    train_loader = (
-        loader(experiment.data_loader, reader, experiment.train_data_path) if experiment.train_data_path else None
-    )
-    validation_loader = None
-    if experiment.validation_data_path:
-        validation_loader = loader(
-            experiment.validation_data_loader or experiment.data_loader,
-            experiment.validation_dataset_reader or reader,
-            experiment.validation_data_path,
-        )
-    trainer = experiment.trainer.construct(
-        model=model,
-        data_loader=train_loader,
-        validation_data_loader=validation_loader,
-        serialization_dir=str(serialization_dir),
-        rank=rank,
-        world_size=world_size,
-    )
+    set_seeds(experiment.random_seed)
+    trainer = experiment.build(serialization_dir, rank, world_size, device)
     checkpoint = getattr(trainer, "checkpointer", None)
     latest = checkpoint.latest() if (recover and checkpoint is not None) else None
     if recover and latest is None:
@@ -156,10 +121,6 @@ def build_and_train(
     if world_size > 1:
         torch.distributed.barrier()
     return metrics
-
-
-def _trains(config: dict) -> bool:
-    return (config.get("trainer") or {}).get("type") != "no_op"
 
 
 def plot_metrics(serialization_dir: Path) -> None:
@@ -201,41 +162,39 @@ def _worker(
     backend: str,
     address: str,
     port: int,
+    errors,
 ) -> None:
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
-    config = json.loads(json.dumps(config))
-    config.setdefault("trainer", {})["cuda_device"] = devices[rank]
     dist.init_process_group(backend, rank=rank, world_size=len(devices))
     try:
-        build_and_train(config, Path(serialization_dir), recover, rank, len(devices))
+        build_and_train(config, Path(serialization_dir), recover, rank, len(devices), devices[rank])
+    except Exception as error:  # handed back through the queue, not recovered from traceback text
+        user_mistake = isinstance(error, DeclutrError)
+        errors.put((rank, user_mistake, str(error) if user_mistake else f"{type(error).__name__}: {error}"))
+        raise
     finally:
         dist.destroy_process_group()
 
 
-def _user_error(traceback_text: str) -> str | None:
-    """The message of a ``DeclutrError`` that ended a spawned process (a user mistake, no traceback)."""
-    import importlib
-
-    lines = [line for line in traceback_text.strip().splitlines() if line.strip()]
-    name, _, message = (lines[-1] if lines else "").partition(": ")
-    module, _, class_name = name.rpartition(".")
-    try:
-        error_class = getattr(importlib.import_module(module), class_name)
-    except (ImportError, AttributeError, ValueError):
-        return None
-    return message if isinstance(error_class, type) and issubclass(error_class, DeclutrError) else None
+class SpawnedProcessError(RuntimeError):
+    """A training process ended with an unexpected error (its traceback is in the message)."""
 
 
 def train_model(
-    config: dict,
+    experiment: Experiment | dict,
     serialization_dir: str | os.PathLike,
     recover: bool = False,
     force: bool = False,
 ) -> dict | None:
-    """Train ``config`` into ``serialization_dir`` on one process, spawned processes
-    (``distributed.cuda_devices``), or under ``torchrun`` (read from the environment)."""
+    """Train ``experiment`` (an :class:`Experiment` or a config) into ``serialization_dir`` on one
+    process, spawned processes (``distributed.cuda_devices``), or under ``torchrun`` (read from
+    the environment)."""
+    from declutr.training.experiment import Experiment
+
+    experiment = experiment if isinstance(experiment, Experiment) else Experiment(experiment)
+    config = experiment.config
     serialization_dir = Path(serialization_dir)
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     rank = int(os.environ.get("RANK", "0")) if under_torchrun else 0
@@ -243,7 +202,7 @@ def train_model(
         check_devices(config)
     if rank == 0:
         recover = prepare_run_dir(serialization_dir, config, recover, force)
-    distributed = config.get("distributed") or None
+    settings = experiment.distributed
     if under_torchrun:
         import torch
         import torch.distributed as dist
@@ -252,22 +211,18 @@ def train_model(
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(local_rank)
-        config = json.loads(json.dumps(config))
-        config.setdefault("trainer", {})["cuda_device"] = local_rank if cuda else -1
         dist.init_process_group("nccl" if cuda else "gloo")
         try:
             dist.barrier()
-            metrics = build_and_train(config, serialization_dir, recover, rank, int(os.environ["WORLD_SIZE"]))
+            world_size = int(os.environ["WORLD_SIZE"])
+            metrics = build_and_train(experiment, serialization_dir, recover, rank, world_size, local_rank if cuda else -1)
             return metrics if rank == 0 else None  # one summary line per run, from rank 0
         finally:
             dist.destroy_process_group()
-    if distributed and len(distributed.get("cuda_devices", [])) > 1:
+    if settings is not None and len(settings.cuda_devices) > 1:
         import torch.multiprocessing as mp
 
-        from declutr.core.construct import build
-        from declutr.training.experiment import DistributedConfig
-
-        settings = build(DistributedConfig, distributed, "distributed")
+        errors = mp.get_context("spawn").SimpleQueue()
         try:
             mp.spawn(
                 _worker,
@@ -281,18 +236,19 @@ def train_model(
                     settings.backend,
                     settings.master_address,
                     settings.master_port,
+                    errors,
                 ),
             )
         except mp.ProcessRaisedException as error:
-            user_error = _user_error(str(error))
-            if user_error is None:
-                raise
-            raise DeclutrError(f"process {error.error_index}: {user_error}") from None
+            if errors.empty():  # it failed before reaching the training code
+                raise SpawnedProcessError(f"training process {error.error_index} failed") from error
+            rank, user_mistake, message = errors.get()
+            if user_mistake:
+                raise DeclutrError(f"process {rank}: {message}") from None
+            raise SpawnedProcessError(f"training process {rank}: {message}") from error  # the cause has its stack
         except mp.ProcessExitedException as error:
             raise DeclutrError(f"training process {error.error_index} died (exit code {error.exit_code})") from None
         metrics_file = serialization_dir / "metrics.json"
         return json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
-    if distributed and distributed.get("cuda_devices"):
-        config = json.loads(json.dumps(config))
-        config.setdefault("trainer", {})["cuda_device"] = distributed["cuda_devices"][0]
-    return build_and_train(config, serialization_dir, recover)
+    device = settings.cuda_devices[0] if settings is not None else None
+    return build_and_train(experiment, serialization_dir, recover, device=device)

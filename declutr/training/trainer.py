@@ -18,6 +18,8 @@ from declutr.training.callbacks import Callback, MetricsLog, NanGuard, ProgressB
 from declutr.training.checkpoint import Checkpointer, rng_state, set_rng_state
 from declutr.training.optimizers import Optimizer
 from declutr.training.schedulers import LearningRateScheduler
+from declutr.training.util import count_tokens, move_to, unwrap
+from declutr.training.util import reduce_mean as _reduce_mean
 
 logger = logging.getLogger("declutr")
 
@@ -26,44 +28,10 @@ class Trainer(Registrable):
     """Trains a model on a data loader; receives the built pieces at run time."""
 
     default_implementation = "default"
-    runtime_args = ("model", "data_loader", "validation_data_loader", "serialization_dir", "rank", "world_size")
+    runtime_args = ("model", "data_loader", "validation_data_loader", "serialization_dir", "rank", "world_size", "device")
 
     def train(self, checkpoint: Path | None = None) -> dict[str, Any]:
         raise NotImplementedError
-
-
-def move_to(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(move_to(v, device) for v in batch)
-    return batch
-
-
-def count_tokens(batch: Any) -> int:
-    """Real (non-pad) tokens in a batch: the sum of every group's attention mask."""
-    if isinstance(batch, dict):
-        if "attention_mask" in batch and isinstance(batch["attention_mask"], torch.Tensor):
-            return int(batch["attention_mask"].sum())
-        return sum(count_tokens(v) for v in batch.values())
-    return 0
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
-def _reduce_mean(values: dict[str, float], world_size: int, device: torch.device) -> dict[str, float]:
-    if world_size == 1 or not values:
-        return values
-    import torch.distributed as dist
-
-    keys = sorted(values)
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return {k: float(v) / world_size for k, v in zip(keys, tensor.tolist())}
 
 
 def select_device(cuda_device: int | None) -> torch.device:
@@ -90,7 +58,8 @@ class GradientDescentTrainer(Trainer):
     gradient_accumulation_steps: micro-batches per optimizer step.
     grad_norm: clip the global gradient L2 norm to this value (null: no clipping).
     use_amp: mixed precision; amp_dtype ``float16`` (CUDA only, with a gradient scaler) or ``bfloat16`` (CUDA or CPU).
-    cuda_device: null = automatic, -1 = CPU, n = cuda:n (each process's own device when distributed).
+    cuda_device: null = automatic, -1 = CPU, n = cuda:n (a run-time ``device``, each process's own when
+        distributed, takes precedence).
     callbacks: extra callbacks (progress bar, metrics log and NaN guard always run).
     log_every: steps between ``metrics.jsonl`` records. checkpoint_every: steps between checkpoints
         (one is also written at every epoch end). keep_checkpoints: how many to keep (-1: all).
@@ -122,6 +91,7 @@ class GradientDescentTrainer(Trainer):
         find_unused_parameters: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        device: int | None = None,
     ):
         for name, value in [("num_epochs", num_epochs), ("max_steps", max_steps), ("log_every", log_every),
                             ("gradient_accumulation_steps", gradient_accumulation_steps),
@@ -133,7 +103,7 @@ class GradientDescentTrainer(Trainer):
         self.serialization_dir = Path(serialization_dir)
         self.rank, self.world_size = rank, world_size
         self.is_primary = rank == 0
-        self.device = select_device(cuda_device)
+        self.device = select_device(cuda_device if device is None else device)  # run time wins: each process's own
         self.data_loader, self.validation_data_loader = data_loader, validation_data_loader
         self.accumulation = gradient_accumulation_steps
         self.grad_norm, self.log_every, self.show_progress = grad_norm, log_every, show_progress

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path, monkeypatch, capsys):
     pytest.importorskip("sentence_transformers")
-    from tiny import make_documents
+    from declutr.testing import make_documents
 
     corpus = tmp_path / "documents.jsonl"
     corpus.write_text("".join(json.dumps({"text": text}) + "\n" for text in make_documents(6, 2400)), encoding="utf-8")

@@ -100,3 +100,23 @@ def test_bad_overrides_or_missing_file(tmp_path, flag):
     result = declutr("config", str(config), *flag, cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_config_error_from_overrides_says_so(tmp_path):
+    config = tmp_path / "exp.jsonnet"
+    config.write_text('{\n  // trainer: { num_epochs: 1 } is the default\n  trainer: {},\n}\n')
+    result = declutr("config", str(config), "--overrides", '{"trainer.num_epochs": "two"}', cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'Error: trainer.num_epochs: expected int, got "two" (from --overrides)' in result.stderr.splitlines()
+
+
+def test_config_checks_the_values_of_lazily_built_components(tmp_path):
+    config = tmp_path / "exp.jsonnet"
+    config.write_text(
+        '{\n  dataset_reader: { type: "declutr", tokenizer: { model_name: "m" } },\n'
+        '  model: { type: "declutr", encoder: { model_name: "m" } },\n  trainer: {},\n'
+        '  data_loader: {\n    batch_size: 0,\n  },\n}\n'
+    )
+    result = declutr("config", str(config), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"Error: data_loader.batch_size: must be at least 1, got 0 ({config}:6)"]

@@ -53,3 +53,31 @@ def test_locate_finds_the_line_of_the_key(tmp_path):
     path.write_text('{\n  model: {\n    loss: {\n      temperature: "abc",\n    },\n  },\n  trainer: { num_epoch: 2 },\n}\n')
     assert locate('model.loss.temperature: expected float, got "abc"', path).endswith(f"({path}:4)")
     assert locate('trainer: unexpected key "num_epoch" (did you mean "num_epochs"?)', path).endswith(f"({path}:7)")
+
+
+def test_locate_ignores_comments_and_claims_a_line_only_for_a_key_written_once(tmp_path):
+    path = tmp_path / "exp.jsonnet"
+    path.write_text(
+        '// train_data_path: set it with --overrides\n'
+        '/* lr: a block comment */\n'
+        '{\n  train_data_path: "x",  # lr: also a comment\n'
+        '  a: { lr: 1 },\n  b: { lr: 2 },\n}\n'
+    )
+    assert locate("train_data_path: no such file", path) == f"train_data_path: no such file ({path}:4)"
+    assert locate("b.lr: expected float", path) == "b.lr: expected float"  # two lr keys: no guess
+
+
+def test_locate_names_overrides_and_imported_files(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "base.libsonnet").write_text('{\n  model: { mlm_weight: 1 },\n  trainer: { log_every: 1 },\n}\n')
+    (tmp_path / "more.libsonnet").write_text('{ a: { log_every: 2 } }\n')
+    path = tmp_path / "exp.jsonnet"
+    path.write_text('local lib = import "lib/base.libsonnet";\nlib + (import "more.libsonnet") + { x: 1 }\n')
+    base = tmp_path / "lib" / "base.libsonnet"
+    assert locate("model.mlm_weight: expected float", path) == f"model.mlm_weight: expected float ({base}:2)"
+    assert locate("trainer.log_every: bad", path) == "trainer.log_every: bad"  # in two files
+    overrides = {"model": {"mlm_weight": "x"}, "trainer": {"callbacks": [{"type": "senteval"}]}}
+    assert locate("model.mlm_weight: expected float", path, overrides).endswith("(from --overrides)")
+    assert locate("trainer.callbacks[0].type: unknown", path, overrides).endswith("(from --overrides)")
+    assert locate("model.x: bad", path, overrides) == f"model.x: bad ({path}:2)"
+    assert locate("model.y: bad", path, overrides) == "model.y: bad"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 
 from declutr.core import ConfigurationError, Lazy, Registrable, build, validate
+from declutr.core.construct import AtLeast, type_name
 
 
 class Shape(Registrable):
@@ -148,3 +149,22 @@ def test_value_errors_from_constructors_carry_the_path():
 
     with pytest.raises(ConfigurationError, match=r"^model.thing: value must be positive, got -1.0$"):
         build(Checked, {"type": "positive", "value": -1}, "model.thing")
+
+
+class Sized:
+    runtime_args = ("data",)
+
+    def __init__(self, data, batch_size: Annotated[int, AtLeast(1)] = 4):
+        self.batch_size = batch_size
+
+
+class HasLazy:
+    def __init__(self, loader: Lazy[Sized]):
+        self.loader = loader
+
+
+def test_a_bound_is_checked_in_a_dry_run_even_for_a_lazy_component():
+    assert validate(HasLazy, {"loader": {"batch_size": 0}}) == ["loader.batch_size: must be at least 1, got 0"]
+    assert validate(HasLazy, {"loader": {"batch_size": "x"}}) == ['loader.batch_size: expected int, got "x"']
+    assert validate(HasLazy, {"loader": {"batch_size": 2}}) == []
+    assert type_name(Annotated[int, AtLeast(1)]) == "int (>= 1)"

@@ -201,6 +201,24 @@ def test_simcse_and_isbert_readers(make_reader, make_loader, tmp_path):
     assert set(batch) == {"anchors"} and batch["anchors"]["input_ids"].shape[0] == 3
 
 
+def test_simcse_unsupervised_refuses_mlm_probability(make_reader, tmp_path):
+    """SimCSE's auxiliary MLM masks a separate copy of the inputs; masking the views is refused."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from declutr.commands import main
+    from declutr.core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"^dataset_reader\.mlm_probability: the simcse_unsupervised reader does not mask"):
+        make_reader(type="simcse_unsupervised", mlm_probability=0.15)
+    config = Path(__file__).resolve().parents[2] / "training_config" / "simcse_unsup.jsonnet"
+    result = CliRunner().invoke(main, ["config", str(config), "--overrides", '{"dataset_reader.mlm_probability": 0.15}'])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith("Error: dataset_reader.mlm_probability: the simcse_unsupervised reader")
+
+
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
 def test_nli_triplets(make_reader, make_loader, tmp_path, suffix):
     rows = [("A man sleeps.", "A person rests.", "A man runs."), ("Two dogs play.", "Animals play.", "No dogs.")]

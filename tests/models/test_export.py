@@ -11,6 +11,7 @@ from modelhelpers import ANCHORS, make_batch, tokenize
 from declutr.core.construct import build
 from declutr.io.export import POOLING_CONFIG, POOLING_WEIGHTS, load_embedding_model
 from declutr.models import Model
+from declutr.models.model import mean_per_anchor
 
 TEXTS = [*ANCHORS, "winter", "The doctor and the captain went to the church on the island before the night came."]
 
@@ -27,8 +28,10 @@ def trained(config: dict, tokenizer, batch: dict) -> Model:
 
 
 def declutr_embeddings(model: Model, tokenizer, texts=TEXTS) -> torch.Tensor:
+    """The in-memory model's embeddings at inference."""
+    group = tokenize(tokenizer, texts)
     with torch.no_grad():
-        return model.embed_group(tokenize(tokenizer, texts))
+        return model.embed(group["input_ids"], group["attention_mask"], group["special_tokens_mask"])
 
 
 def loaded_embeddings(path, texts=TEXTS) -> torch.Tensor:
@@ -110,10 +113,11 @@ def test_simcse_export_drops_the_training_mlp_at_inference(tiny_bert, bert_token
     "config",
     [
         {"type": "isbert", "pooler": {"type": "cnn", "out_channels": 4}},
-        {"type": "declutr", "mlm_weight": 0, "feedforward": {"hidden_dims": [24, 16], "activations": ["gelu", "linear"]}},
+        {"type": "declutr", "mlm_weight": 0,
+         "feedforward": {"hidden_dims": [24, 16], "activations": ["gelu", "linear"], "at_inference": True}},
         {"type": "declutr", "mlm_weight": 0, "pooler": {"type": "mean", "exclude_special_tokens": True}},
     ],
-    ids=["cnn", "projection_head", "mean_without_special_tokens"],
+    ids=["cnn", "projection_head_at_inference", "mean_without_special_tokens"],
 )
 def test_poolings_sentence_transformers_cannot_express_reload_in_declutr(config, tiny_bert, bert_tokenizer, tmp_path):
     config = {**config, "encoder": {"model_name": str(tiny_bert)}}
@@ -125,6 +129,45 @@ def test_poolings_sentence_transformers_cannot_express_reload_in_declutr(config,
     assert description["sentence_transformers"] is False
     expected = declutr_embeddings(model, bert_tokenizer)
     assert (loaded_embeddings(export) - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("at_inference", [False, True])
+def test_a_projection_head_feeds_the_loss_and_is_left_out_at_inference_unless_asked(at_inference, tiny_roberta,
+                                                                                    roberta_tokenizer, tmp_path):
+    """The reference's ``embeddings`` were the pooled vectors, its ``projections`` only fed the loss:
+    declutr's default. ``at_inference: true`` keeps the head at inference. Model.embed, the export,
+    the Encoder and sentence-transformers all agree."""
+    from declutr.inference import Encoder
+
+    head = {"hidden_dims": [24, 16], "activations": ["gelu", "linear"], "at_inference": at_inference}
+    config = {"type": "declutr", "mlm_weight": 0, "feedforward": head, "encoder": {"model_name": str(tiny_roberta)}}
+    batch = make_batch(roberta_tokenizer, masked=False)
+    model = trained(config, roberta_tokenizer, batch)
+    group = tokenize(roberta_tokenizer, TEXTS)
+    with torch.no_grad():
+        hidden = model.encoder(group["input_ids"], group["attention_mask"])
+        mask = group["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        projected = model.head.feedforward(pooled)
+        torch.testing.assert_close(model.embed_group(group), projected)  # what the losses see
+        # the loss is the contrastive loss of the projections
+        anchors, positives = model.embed_group(batch["anchors"]), model.embed_group(batch["positives"])
+        expected_loss = model.loss(anchors, mean_per_anchor(positives, batch["positive_anchor_index"], 3))
+        torch.testing.assert_close(model(batch)["loss"], expected_loss)
+    expected = projected if at_inference else pooled
+    assert model.embedding_dim == expected.shape[1] == (16 if at_inference else 32)
+    torch.testing.assert_close(declutr_embeddings(model, roberta_tokenizer), expected)
+
+    export = model.export(tmp_path / "model")
+    description = json.loads((export / POOLING_CONFIG).read_text())
+    assert (description["feedforward"] is not None) == at_inference
+    assert (export / "modules.json").exists() != at_inference  # pre-projection mean pooling is plain sentence-transformers
+    assert (loaded_embeddings(export) - expected).abs().max() <= 1e-5
+    encoder = Encoder(str(export), device="cpu")
+    assert encoder.dimension == expected.shape[1]
+    assert (torch.as_tensor(encoder(TEXTS)) - expected).abs().max() <= 1e-5
+    if not at_inference:
+        assert (sentence_transformers_embeddings(export) - expected).abs().max() <= 1e-5
 
 
 def test_loading_plain_and_sentence_transformers_checkpoints(tiny_roberta, roberta_tokenizer, tmp_path):

@@ -69,6 +69,24 @@ def test_cnn_is_relu_convolutions_averaged_over_real_tokens():
     torch.testing.assert_close(pooler(HIDDEN, ATTENTION)[1], local[1, :3].mean(dim=0))
 
 
+@pytest.mark.parametrize(("activation", "function"), [(None, lambda x: x), ("gelu", torch.nn.functional.gelu), ("tanh", torch.tanh)])
+def test_cnn_activation_is_selectable(activation, function):
+    """``activation: null`` is the authors' code (models/CNN.py: convolutions only)."""
+    torch.manual_seed(0)
+    pooler = build(Pooler, {"type": "cnn", "kernel_sizes": [1, 3], "out_channels": 2, "activation": activation},
+                   extras={"input_dim": 2})
+    assert pooler.activation == activation
+    conv = pooler.convolutions[0]
+    local = pooler.local_features(HIDDEN, ATTENTION)
+    raw = conv.weight[:, :, 0] @ HIDDEN[0, 1] + conv.bias
+    torch.testing.assert_close(local[0, 1, :2], function(raw))
+    if activation is None:
+        assert (local < 0).any()  # nothing clamps the linear outputs
+    torch.testing.assert_close(pooler(HIDDEN, ATTENTION)[1], local[1, :3].mean(dim=0))
+    with pytest.raises(ConfigurationError, match="model.pooler.activation"):
+        build(Pooler, {"type": "cnn", "activation": "swish"}, path="model.pooler", extras={"input_dim": 2})
+
+
 def test_every_pooler_is_independent_of_padding():
     torch.manual_seed(0)
     hidden = torch.randn(1, 3, 8)
@@ -76,7 +94,8 @@ def test_every_pooler_is_independent_of_padding():
     short_mask, long_mask = torch.ones(1, 3, dtype=torch.long), torch.tensor([[1, 1, 1, 0, 0, 0, 0]])
     special = torch.tensor([[1, 0, 1]])
     special_long = torch.tensor([[1, 0, 1, 1, 1, 1, 1]])
-    for config in ("mean", {"type": "mean", "exclude_special_tokens": True}, "cls", "max", "cls_mlp", "cnn"):
+    for config in ("mean", {"type": "mean", "exclude_special_tokens": True}, "cls", "max", "cls_mlp", "cnn",
+                   {"type": "cnn", "activation": None}):
         pooler = build(Pooler, config, extras={"input_dim": 8}).eval()
         torch.testing.assert_close(pooler(hidden, short_mask, special), pooler(padded, long_mask, special_long))
 
@@ -100,6 +119,12 @@ def test_feedforward_head_and_embedding_head():
     pooled = MeanPooler()(HIDDEN, ATTENTION)
     expected = head.layers[3](torch.relu(head.layers[0](pooled)))
     torch.testing.assert_close(embedding_head(HIDDEN, ATTENTION), expected)
+    # at inference the head is left out (the reference's pre-projection embeddings) unless at_inference
+    torch.testing.assert_close(embedding_head.inference(HIDDEN, ATTENTION), pooled)
+    assert embedding_head.inference_dim == 2 and embedding_head.for_inference().feedforward is None
+    head.at_inference = True
+    torch.testing.assert_close(embedding_head.inference(HIDDEN, ATTENTION), expected)
+    assert embedding_head.inference_dim == 4 and embedding_head.for_inference() is embedding_head
     normalized = EmbeddingHead(MeanPooler(), normalize=True)(HIDDEN, ATTENTION)
     torch.testing.assert_close(normalized.norm(dim=-1), torch.ones(2))
     with pytest.raises(ValueError, match="unknown activation"):

@@ -26,7 +26,7 @@ local m = std.extVar("M");
 
 
 def test_cuda_devices_the_machine_lacks_are_one_line_before_any_spawn(documents_file, tmp_path):
-    from tiny import make_tiny_model
+    from declutr.testing import make_tiny_model
 
     model = make_tiny_model(tmp_path / "model", "roberta")
     (tmp_path / "exp.jsonnet").write_text(CONFIG)

@@ -35,7 +35,7 @@ local m = std.extVar("M");
 
 @pytest.fixture(scope="module")
 def experiment(documents_file, tmp_path_factory):
-    from tiny import make_tiny_model
+    from declutr.testing import make_tiny_model
 
     root = tmp_path_factory.mktemp("distributed")
     model = make_tiny_model(root / "model", "roberta")

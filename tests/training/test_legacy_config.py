@@ -114,7 +114,8 @@ PAPER_LINES = [
     "dataset_reader.min_span_len -> dataset_reader.span_sampler.min_span_len",
     "dataset_reader.max_span_len -> dataset_reader.span_sampler.max_span_len",
     "dataset_reader.tokenizer.type pretrained_transformer -> dropped",
-    "dataset_reader.tokenizer.max_length 510 -> dataset_reader.tokenizer.max_length 510",
+    "dataset_reader.tokenizer.max_length 510 -> dataset_reader.tokenizer.max_length 512 (AllenNLP 1.1 truncated the content to 510",
+    'dataset_reader.num_anchors (span sampling) -> dataset_reader.short_documents "error" (as the reference',
     "model.text_field_embedder.type mlm -> dropped",
     "model.text_field_embedder.token_embedders.tokens.type pretrained_transformer_mlm -> model.encoder.type transformer",
     "model.text_field_embedder.token_embedders.tokens.model_name -> model.encoder.model_name",
@@ -163,7 +164,8 @@ def test_reference_declutr_translates_to_the_shipped_paper_config(reference_file
                 "min_span_len": 32,
                 "max_span_len": 512,
             },
-            "tokenizer": {"model_name": "roberta-base", "max_length": 510},
+            "short_documents": "error",
+            "tokenizer": {"model_name": "roberta-base", "max_length": 512},
         },
         "train_data_path": None,
         "model": {
@@ -193,6 +195,9 @@ def test_reference_declutr_translates_to_the_shipped_paper_config(reference_file
     shipped = evaluate_file(CONFIG_DIR / "declutr_base.jsonnet")
     sampler = shipped["dataset_reader"]["span_sampler"]
     assert config["dataset_reader"]["span_sampler"].items() <= sampler.items()
+    # 510 content tokens + <s> and </s>: the shipped files' model maximum (null = 512 for RoBERTa)
+    assert config["dataset_reader"]["tokenizer"]["max_length"] == 512 and shipped["dataset_reader"]["tokenizer"]["max_length"] is None
+    assert config["dataset_reader"]["short_documents"] == shipped["dataset_reader"]["short_documents"] == "error"
     assert config["model"]["loss"] == shipped["model"]["loss"]
     assert config["model"]["encoder"] == shipped["model"]["encoder"]
     assert config["trainer"]["optimizer"] == shipped["trainer"]["optimizer"]

@@ -51,6 +51,8 @@ def test_the_expected_configs_are_shipped():
         "simcse_unsup.jsonnet",
         "simcse_sup.jsonnet",
         "isbert.jsonnet",
+        "declutr_small_paper2020.jsonnet",
+        "declutr_base_paper2020.jsonnet",
     }
 
 
@@ -68,6 +70,7 @@ def assert_declutr_paper_values(config: dict, model: str) -> None:
         "unit": "subword",
     }
     assert reader["mlm_probability"] == 0.15
+    assert reader["short_documents"] == "error"  # the reference raised on a too-short document
     assert config["train_data_path"] is None
     assert config["data_loader"]["batch_size"] == 4 and config["data_loader"]["drop_last"] is True
     assert config["model"] == {
@@ -102,6 +105,33 @@ def assert_declutr_paper_values(config: dict, model: str) -> None:
 )
 def test_declutr_paper_configs(name, model):
     assert_declutr_paper_values(resolve(name), model)
+
+
+@pytest.mark.parametrize("size", ["small", "base"])
+def test_paper2020_variants_count_spans_in_whitespace_words(size):
+    """The released 2020 models: the 2021 file's every value, but spans (and the 2048 minimum) in
+    words; each span is still truncated to the model maximum (max_length null: 510 + 2 for RoBERTa)."""
+    subword, words = resolve(f"declutr_{size}.jsonnet"), resolve(f"declutr_{size}_paper2020.jsonnet")
+    assert words["dataset_reader"]["span_sampler"]["unit"] == "whitespace"
+    assert words["dataset_reader"]["tokenizer"]["max_length"] is None
+    words["dataset_reader"]["span_sampler"]["unit"] = "subword"
+    assert words == subword
+
+
+def test_paper2020_minimum_is_counted_in_words(documents, tiny_roberta, tmp_path):
+    """A 127-word document is short for 8-32-word spans (minimum 2 * 32 * 2 = 128 words) although it
+    has more than 128 subword tokens; the 2021 file, counting subwords, takes it."""
+    short = " ".join(documents[0].split()[:127])
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in [*documents[:4], short]))
+    overrides = {**training_overrides("declutr_small.jsonnet", {"documents": corpus}), "data_loader.num_workers": 0}
+    args = ["--ext-var", f"TRANSFORMER_MODEL={tiny_roberta}", "--overrides", json.dumps(overrides)]
+    config = CONFIG_DIR / "declutr_small_paper2020.jsonnet"
+    result = CliRunner().invoke(main, ["train", str(config), "-s", str(tmp_path / "words"), *args])
+    assert result.exit_code == 1, result.output
+    assert f"{corpus}:5: document of 127 whitespace words, shorter than the minimum 128" in result.stderr
+    result = CliRunner().invoke(main, ["train", str(CONFIG_DIR / "declutr_small.jsonnet"), "-s", str(tmp_path / "subwords"), *args])
+    assert result.exit_code == 0, result.output
 
 
 def test_declutr_jsonnet_needs_the_model(tmp_path):
@@ -179,7 +209,8 @@ def test_isbert_config():
     assert config["dataset_reader"]["type"] == "isbert"
     assert config["model"]["type"] == "isbert"
     assert config["model"]["encoder"]["model_name"] == "bert-base-uncased"
-    assert config["model"]["pooler"] == {"type": "cnn", "kernel_sizes": [1, 3, 5], "out_channels": 256}
+    # no activation after the convolutions, as the authors' models/CNN.py
+    assert config["model"]["pooler"] == {"type": "cnn", "kernel_sizes": [1, 3, 5], "out_channels": 256, "activation": None}
     assert config["model"]["loss"] == {"type": "infomax"}
     assert config["data_loader"]["batch_size"] == 32 and config["trainer"]["num_epochs"] == 1
 
@@ -258,3 +289,28 @@ def test_every_shipped_config_trains(name, data, tiny_roberta, tiny_bert, tmp_pa
     kind = next(k for k in EXPECTED_LOSSES if Path(name).stem.startswith(k))
     assert logged and all(math.isfinite(r["loss"]) for r in logged)
     assert {k for r in logged for k in r if k.endswith("_loss")} == EXPECTED_LOSSES[kind]
+
+
+def test_paper_configs_stop_at_a_short_document_or_skip_it_loudly(documents, tiny_roberta, tmp_path):
+    """The reference raised on a document shorter than num_anchors * max_span_len * 2; the paper
+    configs stop before training, naming it; "skip" trains and reports the share skipped."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in [*documents[:8], "Far too short.", documents[8]]))
+    overrides = {
+        **training_overrides("declutr_small.jsonnet", {"documents": corpus}),
+        "data_loader.num_workers": 0,
+        "data_loader.batch_size": 2,
+    }
+    args = ["train", str(CONFIG_DIR / "declutr_small.jsonnet"), "--ext-var", f"TRANSFORMER_MODEL={tiny_roberta}"]
+    result = CliRunner().invoke(main, [*args, "-s", str(tmp_path / "error"), "--overrides", json.dumps(overrides)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and f"{corpus}:9: document of" in errors[0] and "shorter than the minimum 128" in errors[0]
+    assert not (tmp_path / "error" / "model").exists()
+
+    skip = {**overrides, "dataset_reader.short_documents": "skip"}
+    result = CliRunner().invoke(main, [*args, "-s", str(tmp_path / "skip"), "--overrides", json.dumps(skip)])
+    assert result.exit_code == 0, result.output
+    assert "records used; skipped 1 of 10 (10.0%): short 1" in result.stderr  # the WARNING at the start
+    assert "documents skipped 1 of 10 (10.0%): short 1" in result.stderr.splitlines()[-1]  # the run summary
+    assert json.loads((tmp_path / "skip" / "metrics.json").read_text())["documents_skipped_short"] == 1

@@ -28,14 +28,46 @@ local adamw(h) = {
 
 local encoder(h) = { type: "transformer", model_name: h.transformer_model };
 
+// The hyperparameters each template reads: the one place to add a knob (a template that reads a
+// new one lists it here). Any other name in an experiment's `hyperparameters` is an error, so a
+// misspelt `mlm_weigth` cannot silently train with the default.
+local knownHyperparameters = {
+  local optimizer = ["lr", "eps", "correct_bias", "weight_decay", "grad_norm", "use_amp", "num_epochs"],
+  declutr: optimizer + [
+    "transformer_model", "max_length", "num_anchors", "num_positives", "min_span_len", "max_span_len",
+    "sampling_strategy", "span_unit", "mlm_probability", "batch_size", "num_workers", "pooler", "temperature",
+    "contrastive_weight", "mlm_weight", "scale_fix", "cut_frac", "ratio", "reproduce_lazy_bug", "short_documents",
+  ],
+  transformer: ["transformer_model", "pooler"],
+  simcse: optimizer + [
+    "transformer_model", "max_length", "reader", "batch_size", "num_workers", "pooler", "temperature",
+    "hard_negative_weight", "warmup_steps", "evaluate_every", "senteval_dir", "seed",
+  ],
+  isbert: optimizer + [
+    "transformer_model", "max_length", "batch_size", "num_workers", "kernel_sizes", "out_channels", "cnn_activation",
+    "warmup_ratio",
+  ],
+};
+
+// true, or an error naming every hyperparameter `template` does not know.
+local onlyKnown(template, h) =
+  local known = std.set(knownHyperparameters[template]);
+  local unknown = std.setDiff(std.set(std.objectFieldsAll(h)), known);
+  std.length(unknown) == 0 || error (
+    "unknown hyperparameters of the %s template: %s (known: %s)"
+    % [template, std.join(", ", unknown), std.join(", ", known)]
+  );
+
 {
   extVarOr:: extVarOr,
   noDecay:: noDecay,
+  knownHyperparameters:: knownHyperparameters,
 
   // DeCLUTR (Giorgi et al., ACL 2021): spans sampled from documents, NT-Xent between anchors
   // and their averaged positives plus masked LM on the anchors, slanted-triangular schedule.
   declutr:: {
     local h = self.hyperparameters,
+    assert onlyKnown("declutr", self.hyperparameters),
     hyperparameters:: error "set hyperparameters (see declutr_base.jsonnet)",
     dataset_reader: {
       type: "declutr",
@@ -50,6 +82,7 @@ local encoder(h) = { type: "transformer", model_name: h.transformer_model };
         unit: h.span_unit,
       },
       mlm_probability: h.mlm_probability,
+      short_documents: h.short_documents,
     },
     train_data_path: null,  // --overrides '{"train_data_path": "data/owt.txt"}'
     validation_data_path: null,
@@ -83,6 +116,7 @@ local encoder(h) = { type: "transformer", model_name: h.transformer_model };
   // baselines): the no_op trainer writes the run directory's model/ without training.
   transformer:: {
     local h = self.hyperparameters,
+    assert onlyKnown("transformer", self.hyperparameters),
     hyperparameters:: error "set hyperparameters (see transformer_mean.jsonnet)",
     dataset_reader: { type: "declutr", tokenizer: { model_name: h.transformer_model } },  // only its tokenizer is used
     train_data_path: null,
@@ -96,6 +130,7 @@ local encoder(h) = { type: "transformer", model_name: h.transformer_model };
   // views) or supervised (NLI triplets with the contradiction as hard negative), InfoNCE.
   simcse:: {
     local h = self.hyperparameters,
+    assert onlyKnown("simcse", self.hyperparameters),
     hyperparameters:: error "set hyperparameters (see simcse_unsup.jsonnet)",
     dataset_reader: {
       type: h.reader,
@@ -133,6 +168,7 @@ local encoder(h) = { type: "transformer", model_name: h.transformer_model };
   // information between each sentence and its own local features, plain sentences, no labels.
   isbert:: {
     local h = self.hyperparameters,
+    assert onlyKnown("isbert", self.hyperparameters),
     hyperparameters:: error "set hyperparameters (see isbert.jsonnet)",
     dataset_reader: { type: "isbert", tokenizer: { model_name: h.transformer_model, max_length: h.max_length } },
     train_data_path: null,
@@ -141,7 +177,7 @@ local encoder(h) = { type: "transformer", model_name: h.transformer_model };
     model: {
       type: "isbert",
       encoder: encoder(h),
-      pooler: { type: "cnn", kernel_sizes: h.kernel_sizes, out_channels: h.out_channels },
+      pooler: { type: "cnn", kernel_sizes: h.kernel_sizes, out_channels: h.out_channels, activation: h.cnn_activation },
       loss: { type: "infomax" },
     },
     trainer: {
