@@ -15,6 +15,7 @@ file lock: concurrent ranks build it once. Files are written to temporary names,
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -26,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from declutr.core.atomic import atomic_file
 from declutr.data.sources import OK, DocumentSource, expand_paths
 from declutr.data.tokenizer import TransformerTokenizer
 
@@ -157,103 +159,104 @@ def _word_starts(text: str, encoding) -> np.ndarray:
     return np.searchsorted(word_of_token, np.arange(len(spaces) + 2), side="left").astype(np.uint32)
 
 
+class _IndexWriter:
+    """Appends records' token ids (and word starts) to the index files; ``finish`` writes the arrays.
+
+    The files are ``atomic_file`` contexts on ``stack``: they appear under their final names when
+    the stack closes without an error, and are removed otherwise.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack, directory: Path, tokenizer, fields: int, words: bool):
+        self.tokenizer, self.fields, self.directory = tokenizer, fields, directory
+        self.tokens_out = stack.enter_context(atomic_file(directory / "tokens.bin", "wb"))
+        self.words_out = stack.enter_context(atomic_file(directory / "words.bin", "wb")) if words else None
+        self.index_out = stack.enter_context(atomic_file(directory / "index.npz", "wb"))
+        self.status: list[int] = []
+        self.file_index: list[int] = []
+        self.line: list[int] = []
+        self.token_offsets = [0]
+        self.word_offsets = [0]
+        self.pending: list[tuple[int, list[str]]] = []  # (record number, texts) awaiting tokenization
+        self.pending_chars = 0
+
+    def add(self, record) -> None:
+        number = len(self.status)
+        self.status.append(record.status)
+        self.file_index.append(record.file)
+        self.line.append(record.line)
+        if record.status == OK:
+            self.pending.append((number, list(record.texts)))
+            self.pending_chars += sum(len(t) for t in record.texts)
+        if len(self.pending) >= _BATCH_TEXTS or self.pending_chars >= _BATCH_CHARS:
+            self.flush()
+
+    def _pad_to(self, records: int) -> None:
+        """Empty offsets for the records skipped before ``records``."""
+        while len(self.token_offsets) - 1 < records * self.fields:
+            self.token_offsets.append(self.token_offsets[-1])
+            self.word_offsets.append(self.word_offsets[-1])
+
+    def flush(self) -> None:
+        texts = [t for _, record_texts in self.pending for t in record_texts]
+        encodings = iter(self.tokenizer.encode_batch(texts) if texts else [])
+        for number, record_texts in self.pending:
+            self._pad_to(number)
+            for text in record_texts:
+                encoding = next(encodings)
+                ids = np.asarray(encoding.ids, dtype=self.tokenizer.id_dtype)
+                self.tokens_out.write(ids.tobytes())
+                self.token_offsets.append(self.token_offsets[-1] + len(ids))
+                if self.words_out is not None:
+                    starts = _word_starts(text, encoding)
+                    self.words_out.write(starts.tobytes())
+                    self.word_offsets.append(self.word_offsets[-1] + len(starts))
+                else:
+                    self.word_offsets.append(self.word_offsets[-1])
+        self.pending.clear()
+        self.pending_chars = 0
+
+    def finish(self) -> None:
+        self.flush()
+        self._pad_to(len(self.status))  # trailing skipped records
+        arrays = {
+            "status": np.asarray(self.status, dtype=np.int8),
+            "file_index": np.asarray(self.file_index, dtype=np.int32),
+            "line": np.asarray(self.line, dtype=np.int64),
+            "token_offsets": np.asarray(self.token_offsets, dtype=np.int64),
+        }
+        if self.words_out is not None:
+            arrays["word_offsets"] = np.asarray(self.word_offsets, dtype=np.int64)
+        np.savez(self.index_out, **arrays)
+
+
 def _build(files, source, tokenizer, unit, directory: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
-    temp = {name: directory / f"{name}.tmp{os.getpid()}" for name in ("tokens.bin", "words.bin", "index.npz")}
-    status, file_index, line = [], [], []
-    token_offsets, word_offsets = [0], [0]
-    pending: list[tuple[int, list[str]]] = []  # (record, texts) awaiting tokenization
-    fields = source.num_fields
     total_bytes = sum(p.stat().st_size for p in files)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"indexing {len(files)} file(s)", disable=not progress)
-    tokens_out = open(temp["tokens.bin"], "wb")  # noqa: SIM115 (closed in the finally below)
-    words_out = open(temp["words.bin"], "wb") if unit == "whitespace" else None  # noqa: SIM115
-
-    def flush() -> None:
-        texts = [t for _, record_texts in pending for t in record_texts]
-        encodings = tokenizer.encode_batch(texts) if texts else []
-        position = 0
-        for record, record_texts in pending:
-            while len(token_offsets) - 1 < record * fields:  # records skipped before this one
-                token_offsets.append(token_offsets[-1])
-                word_offsets.append(word_offsets[-1])
-            for text in record_texts:
-                encoding = encodings[position]
-                position += 1
-                ids = np.asarray(encoding.ids, dtype=tokenizer.id_dtype)
-                tokens_out.write(ids.tobytes())
-                token_offsets.append(token_offsets[-1] + len(ids))
-                if words_out is not None:
-                    starts = _word_starts(text, encoding)
-                    words_out.write(starts.tobytes())
-                    word_offsets.append(word_offsets[-1] + len(starts))
-                else:
-                    word_offsets.append(word_offsets[-1])
-        pending.clear()
-
-    try:
-        chars, last_file, done_bytes = 0, -1, 0
-        for number, record in enumerate(source.read_files(files)):
-            status.append(record.status)
-            file_index.append(record.file)
-            line.append(record.line)
+    with bar, contextlib.ExitStack() as stack:
+        writer = _IndexWriter(stack, directory, tokenizer, source.num_fields, words=unit == "whitespace")
+        last_file, done_bytes = -1, 0
+        for record in source.read_files(files):
             if record.file != last_file:
                 if last_file >= 0:
                     done_bytes += files[last_file].stat().st_size
                     bar.n = done_bytes
-                    bar.refresh()
+                    bar.set_postfix(records=len(writer.status))
                 last_file = record.file
-            if record.status == OK:
-                pending.append((number, list(record.texts)))
-                chars += sum(len(t) for t in record.texts)
-            if len(pending) >= _BATCH_TEXTS or chars >= _BATCH_CHARS:
-                flush()
-                chars = 0
-                bar.set_postfix(records=len(status), refresh=False)
-        flush()
-        while len(token_offsets) - 1 < len(status) * fields:  # trailing skipped records
-            token_offsets.append(token_offsets[-1])
-            word_offsets.append(word_offsets[-1])
+            writer.add(record)
+        writer.finish()
         bar.n = total_bytes
-        bar.close()
-        tokens_out.close()
-        if words_out is not None:
-            words_out.close()
-        arrays = {
-            "status": np.asarray(status, dtype=np.int8),
-            "file_index": np.asarray(file_index, dtype=np.int32),
-            "line": np.asarray(line, dtype=np.int64),
-            "token_offsets": np.asarray(token_offsets, dtype=np.int64),
-        }
-        if words_out is not None:
-            arrays["word_offsets"] = np.asarray(word_offsets, dtype=np.int64)
-        with open(temp["index.npz"], "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(temp["tokens.bin"], directory / "tokens.bin")
-        if words_out is not None:
-            os.replace(temp["words.bin"], directory / "words.bin")
-        os.replace(temp["index.npz"], directory / "index.npz")
-        meta = {
-            "files": [str(p) for p in files], "num_fields": fields, "unit": unit,
-            "id_dtype": np.dtype(tokenizer.id_dtype).name, "records": len(status),
-            "tokens": int(token_offsets[-1]), "tokenizer": tokenizer.model_name,
-        }
-        meta_temp = directory / f"meta.json.tmp{os.getpid()}"
-        meta_temp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        os.replace(meta_temp, directory / "meta.json")  # written last: its presence marks a complete index
-        logger.info(
-            "indexed %d records (%d tokens) of %s in %.1fs into %s",
-            len(status), token_offsets[-1], ", ".join(str(p) for p in files[:3]), time.perf_counter() - started, directory,
-        )
-    finally:
-        bar.close()
-        tokens_out.close()
-        if words_out is not None:
-            words_out.close()
-        for path in temp.values():
-            if path.exists():
-                path.unlink()
-
+    meta = {
+        "files": [str(p) for p in files], "num_fields": source.num_fields, "unit": unit,
+        "id_dtype": np.dtype(tokenizer.id_dtype).name, "records": len(writer.status),
+        "tokens": int(writer.token_offsets[-1]), "tokenizer": tokenizer.model_name,
+    }
+    with atomic_file(directory / "meta.json") as file:  # written last: its presence marks a complete index
+        json.dump(meta, file, indent=1)
+    logger.info(
+        "indexed %d records (%d tokens) of %s in %.1fs into %s",
+        meta["records"], meta["tokens"], ", ".join(str(p) for p in files[:3]), time.perf_counter() - started, directory,
+    )

@@ -18,8 +18,6 @@ DOWNSTREAM_TASKS = (
     "STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICKRelatedness",
     "MR", "CR", "SUBJ", "MPQA", "SST2", "SST5", "TREC", "MRPC", "SICKEntailment",
 )
-#: the tasks whose data ships in ../shared/data/senteval
-SHIPPED_TASKS = ("STS12", "STSBenchmark", "SICKRelatedness", "SICKEntailment", "MR", "TREC")
 
 
 def parse_tasks(spec: str | list[str]) -> list[str]:

@@ -26,14 +26,13 @@ import inspect
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
-from declutr.modules.encoders import _dtype_kwarg, last_hidden_state
+from declutr.core.atomic import staged_directory
+from declutr.modules.encoders import dtype_kwarg, last_hidden_state
 from declutr.modules.heads import EmbeddingHead, FeedForward
 from declutr.modules.poolers import Pooler
 
@@ -160,9 +159,7 @@ def export_model(model: Any, directory: str | os.PathLike) -> Path:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(encoder.model_name, trust_remote_code=encoder.trust_remote_code)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-    try:
+    with staged_directory(directory) as staging:
         encoder.save_pretrained(staging)
         tokenizer.save_pretrained(str(staging))
         description = pooling_description(head, encoder.hidden_size)
@@ -180,17 +177,6 @@ def export_model(model: Any, directory: str | os.PathLike) -> Path:
                 "load it with declutr (declutr.io.export.load_embedding_model or the Encoder)",
                 description["pooler"]["type"], " + projection head" if description["feedforward"] else "",
             )
-        if directory.exists():
-            previous = directory.with_name(f".{directory.name}.previous")
-            shutil.rmtree(previous, ignore_errors=True)
-            os.replace(directory, previous)
-            os.replace(staging, directory)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return directory
 
 
@@ -263,7 +249,7 @@ def load_embedding_model(
         description = {"pooler": {"type": "mean"}, "feedforward": None, "normalize": False}
 
     model = AutoModel.from_pretrained(
-        str(transformer_dir), attn_implementation="sdpa", trust_remote_code=trust_remote_code, **{_dtype_kwarg(): torch.float32}
+        str(transformer_dir), attn_implementation="sdpa", trust_remote_code=trust_remote_code, **{dtype_kwarg(): torch.float32}
     )
     tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir), trust_remote_code=trust_remote_code)
     if max_length is not None and (tokenizer.model_max_length is None or tokenizer.model_max_length > max_length):

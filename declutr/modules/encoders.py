@@ -43,7 +43,7 @@ class TextEncoder(torch.nn.Module, Registrable):
         raise NotImplementedError(f"{type(self).__name__} has no masked-LM head")
 
 
-def _dtype_kwarg() -> str:
+def dtype_kwarg() -> str:
     """``dtype`` in transformers >= 4.56, ``torch_dtype`` before."""
     import transformers
 
@@ -96,7 +96,7 @@ class TransformerEncoder(TextEncoder):
         kwargs = {
             "attn_implementation": attn_implementation,
             "trust_remote_code": trust_remote_code,
-            _dtype_kwarg(): torch.float32,
+            dtype_kwarg(): torch.float32,
         }
         if revision is not None:
             kwargs["revision"] = revision

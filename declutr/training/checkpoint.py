@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from declutr.core.atomic import atomic_write_text, staged_directory
 
 
 def rng_state() -> dict[str, Any]:
@@ -47,15 +48,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
 class Checkpointer:
     """Saves and restores checkpoints under ``directory``; keeps the newest ``keep`` (``-1``: all)."""
 
@@ -75,13 +67,10 @@ class Checkpointer:
 
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"step_{step:08d}"
-        staging = Path(tempfile.mkdtemp(dir=self.directory, prefix=f".{name}."))
-        save_model(model, str(staging / "model.safetensors"))
-        torch.save(training_state, staging / "training_state.pt")
         final = self.directory / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        with staged_directory(final) as staging:
+            save_model(model, str(staging / "model.safetensors"))
+            torch.save(training_state, staging / "training_state.pt")
         atomic_write_text(self.directory / "latest", name + "\n")
         self._prune(keep_also=final)
         return final
