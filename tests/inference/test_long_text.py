@@ -239,3 +239,29 @@ def test_embed_command_reports_long_texts(short_bert, tmp_path):
     result = CliRunner().invoke(main, ["embed", str(short_bert), str(source), "-o", str(out), "--long-text", "chunk", "--pooler", "cls"])
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 1 and len(errors) == 1 and "needs mean, max or cnn pooling" in errors[0]
+
+
+def test_projection_head_applies_after_combining(short_bert, tmp_path):
+    from safetensors.torch import save_file
+
+    folder = shutil.copytree(short_bert, tmp_path / "projected")
+    (folder / "declutr_pooling.json").write_text(json.dumps({
+        "format_version": 1, "pooler": {"type": "mean"}, "normalize": False,
+        "feedforward": {"hidden_dims": 8, "activations": "tanh", "at_inference": True},
+    }), encoding="utf-8")
+    generator = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(8, 32, generator=generator), torch.randn(8, generator=generator)
+    save_file({"feedforward.layers.0.weight": weight, "feedforward.layers.0.bias": bias}, str(folder / "declutr_pooling.safetensors"))
+    text = text_of_tokens(short_bert, 3 * LIMIT)
+    expected, _, _ = chunked_mean_by_hand(short_bert, text)
+    got = Encoder(str(folder), device="cpu", long_text="chunk")(text)
+    np.testing.assert_allclose(got, torch.tanh(weight @ torch.from_numpy(expected).float() + bias).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_mean_without_special_tokens_weighs_text_tokens_only(short_bert):
+    text = text_of_tokens(short_bert, 3 * LIMIT)
+    tokens = text_tokens(short_bert, text)
+    windows = windows_by_hand(len(tokens), LIMIT - 2, 0)
+    expected = torch.cat([h[1:-1] for h in window_hidden_states(short_bert, tokens, windows)]).mean(0).numpy()
+    encoder = Encoder(str(short_bert), device="cpu", long_text="chunk", pooler={"type": "mean", "exclude_special_tokens": True})
+    np.testing.assert_allclose(encoder(text), expected, rtol=1e-4, atol=1e-5)  # the mean over the text's own tokens
