@@ -12,7 +12,7 @@ straight into the output array at the texts' original positions.
 Texts longer than the model's limit are truncated (``long_text="truncate"``, the default; the
 call logs how many were cut) or embedded whole (``long_text="chunk"``): split into windows of
 the model's maximum length, special tokens added per window, and the windows' pooled vectors
-combined as whole-text pooling would combine the tokens (docs/models.md, "Long texts").
+combined as whole-text pooling would combine the tokens (docs/evaluation.md, "Long texts").
 """
 
 from __future__ import annotations
