@@ -15,8 +15,12 @@ import click
               help="text: one text per line; jsonl: a JSON string or object per line; auto: jsonl for .jsonl/.ndjson.")
 @click.option("--field", default="text", show_default=True, help="The JSON-lines field holding the text.")
 @click.option("--pooler", default=None, help="Override the model's pooling (mean, cls, max, ...).")
+@click.option("--long-text", type=click.Choice(["truncate", "chunk"]), default="truncate", show_default=True,
+              help="A text longer than the model's limit: truncate it, or chunk it into windows of the limit and combine them.")
+@click.option("--stride", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --long-text chunk: the tokens each window shares with the one before it.")
 @click.option("--device", default=None, help="cuda, cpu, ... (default: CUDA when available).")
-def command(model, input_file, output, batch_size, normalize, input_format, field, pooler, device):
+def command(model, input_file, output, batch_size, normalize, input_format, field, pooler, long_text, stride, device):
     """Embed every text of INPUT with MODEL into OUT.npy, in order, streaming (constant memory)."""
     from pathlib import Path
 
@@ -28,6 +32,11 @@ def command(model, input_file, output, batch_size, normalize, input_format, fiel
         raise DeclutrError(f"input file {input_file} does not exist")
     if not output.endswith(".npy"):
         raise DeclutrError(f"output {output} must end with .npy")
-    encoder = Encoder(model, device=device, batch_size=batch_size, pooler=pooler)
-    count, dimension = embed_file(encoder, input_file, output, normalize=normalize, input_format=input_format, field=field)
+    if stride and long_text != "chunk":
+        raise DeclutrError(f"--stride {stride} applies to --long-text chunk only")
+    encoder = Encoder(model, device=device, batch_size=batch_size, pooler=pooler, long_text=long_text, stride=stride)
+    count, dimension = embed_file(
+        encoder, input_file, output, normalize=normalize, input_format=input_format, field=field, warn_long_texts=False
+    )
     click.echo(f"wrote {count} x {dimension} embeddings to {output}", err=True)
+    click.echo(encoder.long_text_summary(encoder.long_texts, count), err=True)

@@ -2,12 +2,16 @@
 
 Texts are read in chunks (``chunk_size`` at a time), embedded (length-sorted batches inside each
 chunk) and written into a memory-mapped ``.npy`` whose shape is fixed after a cheap first pass
-that counts the lines. Memory use is one chunk, whatever the input size.
+that counts the lines. Memory use is one chunk, whatever the input size. Texts longer than the
+model's limit are truncated or chunked as the encoder's ``long_text`` says, and counted over the
+whole file (``encoder.long_texts``, one warning per file when truncated).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from declutr.core.errors import DeclutrError
+from declutr.inference.encoder import logger as encoder_logger
 
 
 def _is_jsonl(path: Path, input_format: str) -> bool:
@@ -73,11 +78,14 @@ def embed_file(
     field: str = "text",
     chunk_size: int = 16384,
     show_progress: bool = True,
+    warn_long_texts: bool = True,
 ) -> tuple[int, int]:
     """Embed every text of ``input_path`` into the ``[N, D]`` float32 ``output_path`` (.npy), in order.
 
     ``input_format``: ``text`` (one text per line), ``jsonl`` (a JSON string or an object with
-    ``field`` per line) or ``auto`` (``jsonl`` for .jsonl/.ndjson files). Returns ``(N, D)``."""
+    ``field`` per line) or ``auto`` (``jsonl`` for .jsonl/.ndjson files). Returns ``(N, D)``;
+    afterwards ``encoder.long_texts`` is the number of the file's texts longer than the model's
+    limit, and (``warn_long_texts``) one warning says how many were truncated."""
     from numpy.lib.format import open_memmap
     from tqdm.auto import tqdm
 
@@ -91,7 +99,7 @@ def embed_file(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     partial = output_path.with_name(output_path.name + ".partial.npy")
     array = open_memmap(partial, mode="w+", dtype=np.float32, shape=(total, encoder.dimension))
-    written = 0
+    written = long_texts = 0
     bar = tqdm(total=total, disable=not show_progress, unit="text", desc="embedding")
     try:
         chunk: list[str] = []
@@ -106,7 +114,9 @@ def embed_file(
                 break
             if written + len(chunk) > total:
                 raise DeclutrError(f"{input_path} changed while it was being read")
-            vectors = encoder.embed(chunk, batch_size=batch_size, show_progress=False)
+            with _quiet(encoder_logger):
+                vectors = encoder.embed(chunk, batch_size=batch_size, show_progress=False)
+            long_texts += encoder.long_texts
             if normalize:
                 vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             array[written:written + len(chunk)] = vectors
@@ -121,4 +131,18 @@ def embed_file(
         bar.close()
         if partial.exists():
             partial.unlink()
+    encoder.long_texts = long_texts
+    if warn_long_texts:
+        encoder.warn_truncated(long_texts, total)
     return total, encoder.dimension
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger):
+    """Hold back ``logger``'s warnings (the encoder's per-call ones: the file gets one in all)."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -8,10 +8,16 @@ Fast by construction: every call tokenises its texts once (no padding), sorts th
 length and forms batches of similar length (little padding), runs the transformer under
 ``torch.inference_mode`` (autocast to fp16/bf16 on CUDA), and writes each batch's vectors
 straight into the output array at the texts' original positions.
+
+Texts longer than the model's limit are truncated (``long_text="truncate"``, the default; the
+call logs how many were cut) or embedded whole (``long_text="chunk"``): split into windows of
+the model's maximum length, special tokens added per window, and the windows' pooled vectors
+combined as whole-text pooling would combine the tokens (docs/evaluation.md, "Long texts").
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,8 +27,13 @@ import numpy as np
 
 from declutr.core.errors import DeclutrError
 
+logger = logging.getLogger(__name__)
+
 #: a call with at least this many texts shows a progress bar (unless told otherwise)
 PROGRESS_THRESHOLD = 2048
+
+#: what ``Encoder(long_text=...)`` does with a text longer than the model's limit
+LONG_TEXT_MODES = ("truncate", "chunk")
 
 
 def resolve_model_path(model: str | os.PathLike) -> tuple[str, bool]:
@@ -54,27 +65,33 @@ def read_texts(path: str | os.PathLike) -> list[str]:
 def padded_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int, device) -> Iterator[tuple]:
     """``(positions, input_ids, attention_mask, special_tokens_mask)`` for length-sorted batches
     of ``texts``, each padded to its own longest text and moved to ``device``."""
-    import torch
-
     encoded = tokenizer(
         list(texts), truncation=True, max_length=max_length, padding=False,
         return_special_tokens_mask=True, return_attention_mask=False, return_token_type_ids=False,
     )
-    ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
+    yield from _length_sorted_batches(tokenizer, encoded["input_ids"], [encoded["special_tokens_mask"]], batch_size, device)
+
+
+def _length_sorted_batches(tokenizer, ids: list[list[int]], masks: list[list[list[int]]], batch_size: int, device) -> Iterator[tuple]:
+    """``(positions, input_ids, attention_mask, *masks)``: the sequences ``ids`` (and each list of
+    per-sequence ``masks``, aligned with them) longest first, ``batch_size`` at a time, each batch
+    padded to its longest sequence and moved to ``device``."""
+    import torch
+
     order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         width = len(ids[index[0]])
         input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(index), width), dtype=torch.long)
-        special_mask = torch.zeros((len(index), width), dtype=torch.long)
+        padded = [torch.zeros((len(index), width), dtype=torch.long) for _ in range(len(masks) + 1)]
         for row, i in enumerate(index):
             length = len(ids[i])
             input_ids[row, :length] = torch.tensor(ids[i], dtype=torch.long)
-            attention[row, :length] = 1
-            special_mask[row, :length] = torch.tensor(special[i], dtype=torch.long)
-        yield (index, *(t.to(device, non_blocking=True) for t in (input_ids, attention, special_mask)))
+            padded[0][row, :length] = 1
+            for mask, values in zip(padded[1:], masks):
+                mask[row, :length] = torch.tensor(values[i], dtype=torch.long)
+        yield (index, *(t.to(device, non_blocking=True) for t in (input_ids, *padded)))
 
 
 class Encoder:
@@ -93,7 +110,19 @@ class Encoder:
         ``max``, ...) or a config dict such as ``{"type": "mean", "exclude_special_tokens": true}``.
         The default is the export's pooling, else the sentence-transformers ``1_Pooling`` mode,
         else mean pooling over all non-padding tokens (special tokens included).
-    max_length : truncate texts to this many tokens (default: the model's limit).
+    max_length : the most tokens the model reads at once, special tokens included (default: the
+        model's limit): longer texts are truncated to it, or chunked into windows of it.
+    long_text : ``"truncate"`` (default): a text longer than ``max_length`` is cut to it, and each
+        call logs a warning saying how many texts were cut; ``"chunk"``: it is split into windows
+        of ``max_length`` tokens (special tokens added to each), every window is embedded with
+        the model's pooling and the windows are combined as that pooling combines tokens: mean
+        pooling by the mean of the window vectors weighted by the tokens each averaged (``cnn``
+        likewise), max pooling by the element-wise maximum; ``cls`` pooling refuses (its one
+        token is in the first window only). A projection head and a ``Normalize`` module apply
+        after combining. ``long_texts`` holds how many texts of the last call were too long.
+    stride : with ``chunk``, the tokens each window shares with the one before it (0: windows
+        side by side). A shared token is pooled once, from the window in which it has more
+        context (the first half of the overlap from the earlier window, the rest from the later).
     """
 
     def __init__(
@@ -105,16 +134,25 @@ class Encoder:
         sphereize: bool = False,
         pooler: str | dict | None = None,
         max_length: int | None = None,
+        long_text: str = "truncate",
+        stride: int = 0,
     ):
         import torch
 
         if batch_size <= 0:
             raise DeclutrError(f"batch_size must be positive, got {batch_size}")
+        if long_text not in LONG_TEXT_MODES:
+            raise DeclutrError(f'long_text must be "truncate" or "chunk", got {long_text!r}')
+        if stride and long_text != "chunk":
+            raise DeclutrError(f'stride {stride} applies to long_text="chunk" only (long_text is {long_text!r})')
         self.batch_size, self.normalize, self.sphereize = batch_size, normalize, sphereize
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.source, local = resolve_model_path(model_name_or_path_or_run_dir)
         self.model, self.tokenizer, self.head = self._load(self.source, local, pooler)
         self.max_length = max_length or self._model_max_length()
+        self.long_text, self.stride, self.long_texts = long_text, stride, 0
+        if long_text == "chunk":
+            self._check_chunking()
         self.dimension = self._output_dimension()
 
     # ------------------------------------------------------------------ loading
@@ -182,7 +220,7 @@ class Encoder:
         if isinstance(inputs, os.PathLike):
             texts = read_texts(inputs)
         elif isinstance(inputs, str):
-            if "\n" not in inputs and len(inputs) < 4096 and Path(inputs).is_file():
+            if "\n" not in inputs and len(inputs) < 4096 and _is_file(inputs):
                 texts = read_texts(inputs)
             else:
                 texts, single = [inputs], True
@@ -194,18 +232,24 @@ class Encoder:
         return embeddings[0] if single else embeddings
 
     def embed(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None) -> np.ndarray:
-        """``[len(texts), D]`` float32 embeddings of ``texts`` in order."""
+        """``[len(texts), D]`` float32 embeddings of ``texts`` in order; sets ``long_texts`` (and
+        logs a warning when ``long_text="truncate"`` cut any)."""
         if not texts:
+            self.long_texts = 0
             return np.zeros((0, self.dimension), dtype=np.float32)
         progress = len(texts) >= PROGRESS_THRESHOLD if show_progress is None else show_progress
-        bar = _progress_bar(len(texts), progress)
-        output = None
-        for index, vectors in self.iter_batches(texts, batch_size):
-            if output is None:
-                output = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
-            output[index] = vectors
-            bar.update(len(index))
-        bar.close()
+        if self.long_text == "chunk":
+            output = self._embed_chunked(texts, batch_size, progress)
+        else:
+            bar = _progress_bar(len(texts), progress)
+            output = None
+            for index, vectors in self.iter_batches(texts, batch_size):
+                if output is None:
+                    output = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+                output[index] = vectors
+                bar.update(len(index))
+            bar.close()
+            self.warn_truncated(self.long_texts, len(texts))
         if self.sphereize:
             if len(texts) < 2:
                 raise DeclutrError("sphereize needs at least two texts per call (it subtracts their centroid)")
@@ -215,18 +259,159 @@ class Encoder:
         return output
 
     def iter_batches(self, texts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(positions, float32 vectors)`` per length-sorted batch (not normalised here)."""
+        """``(positions, float32 vectors)`` per length-sorted batch (not normalised here); texts
+        longer than ``max_length`` are truncated (``long_texts`` counts them), whatever ``long_text``."""
         import torch
 
+        ids, special, owners = self._windows(texts, stride=0)
+        first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        self.long_texts = int(np.count_nonzero(np.bincount(owners) > 1))
+        ids, special = [ids[i] for i in first], [special[i] for i in first]
         autocast = self._autocast()
         with torch.inference_mode():
-            for index, input_ids, attention, special_mask in padded_batches(
-                self.tokenizer, texts, batch_size or self.batch_size, self.max_length, self.device
+            for index, input_ids, attention, special_mask in _length_sorted_batches(
+                self.tokenizer, ids, [special], batch_size or self.batch_size, self.device
             ):
                 with autocast:
                     hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
                 vectors = self.head(hidden.float(), attention, special_mask)
                 yield index, vectors.float().cpu().numpy()
+
+    # ------------------------------------------------------------------ long texts
+
+    def _windows(self, texts: Sequence[str], stride: int) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
+        """Every text as windows of at most ``max_length`` tokens, special tokens added to each,
+        consecutive windows of a text sharing ``stride`` tokens: ``(input_ids, special_tokens_mask,
+        owners)``, one entry per window, ``owners`` the text each belongs to (ascending)."""
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, stride=stride, return_overflowing_tokens=True,
+            padding=False, return_special_tokens_mask=True, return_attention_mask=False, return_token_type_ids=False,
+        )
+        owners = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
+        return encoded["input_ids"], encoded["special_tokens_mask"], owners
+
+    def _check_chunking(self) -> None:
+        """``long_text="chunk"`` needs a pooler whose windows combine exactly, and room in a window
+        for more than ``stride`` text tokens."""
+        from declutr.io.export import registered_name
+        from declutr.modules.poolers import CnnPooler, MaxPooler, MeanPooler, Pooler
+
+        pooler = self.head.pooler
+        if type(pooler) not in (MeanPooler, MaxPooler, CnnPooler):
+            try:
+                name = registered_name(pooler, Pooler)
+            except ValueError:
+                name = type(pooler).__name__
+            raise DeclutrError(
+                f'long_text="chunk" needs mean, max or cnn pooling; {self.source} pools with {name}, which reads '
+                "one token that only the first window has (use long_text=\"truncate\", or pooler=\"mean\")"
+            )
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+        if not 0 <= self.stride < room:
+            raise DeclutrError(
+                f"stride {self.stride} must be at least 0 and less than the {room} text tokens of a window "
+                f"(max_length {self.max_length} minus {self.max_length - room} special tokens)"
+            )
+
+    def _embed_chunked(self, texts: Sequence[str], batch_size: int | None, progress: bool) -> np.ndarray:
+        """``long_text="chunk"``: every window pooled over the tokens it contributes, the windows
+        of each text combined (weighted mean or maximum), then projection head and normalisation."""
+        import torch
+
+        from declutr.modules.poolers import MaxPooler
+
+        ids, special, owners = self._windows(texts, self.stride)
+        counts = np.bincount(owners, minlength=len(texts))
+        self.long_texts = int(np.count_nonzero(counts > 1))
+        pooled = self._pooling_masks(special, owners)
+        use_max = type(self.head.pooler) is MaxPooler
+        combined: np.ndarray | None = None
+        totals = np.zeros(len(texts), dtype=np.float64)
+        bar = _progress_bar(len(ids), progress, unit="window")
+        autocast = self._autocast()
+        with torch.inference_mode():
+            for index, input_ids, attention, special_mask, pool_mask in _length_sorted_batches(
+                self.tokenizer, ids, [special, pooled], batch_size or self.batch_size, self.device
+            ):
+                with autocast:
+                    hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+                vectors, weights = self._pool_window(hidden.float(), attention, special_mask, pool_mask)
+                if combined is None:
+                    combined = np.full((len(texts), vectors.shape[1]), -np.inf if use_max else 0.0, dtype=np.float64)
+                if use_max:
+                    np.maximum.at(combined, owners[index], vectors)
+                else:
+                    np.add.at(combined, owners[index], vectors * weights[:, None])
+                    np.add.at(totals, owners[index], weights)
+                bar.update(len(index))
+        bar.close()
+        if not use_max:
+            combined /= np.maximum(totals, 1e-9)[:, None]
+        return self._finish_pooled(combined.astype(np.float32))
+
+    def _pooling_masks(self, special: list[list[int]], owners: np.ndarray) -> list[list[int]]:
+        """Per window, 1 for the tokens it pools: its special tokens and the text tokens it holds,
+        less its share of an overlap (the earlier window keeps the first half, rounded up)."""
+        later, earlier = self.stride - self.stride // 2, self.stride // 2  # dropped at a window's start / end
+        masks = []
+        for window, flags in enumerate(special):
+            mask = [1] * len(flags)
+            text_positions = [i for i, flag in enumerate(flags) if not flag]
+            drop = []
+            if window > 0 and owners[window - 1] == owners[window]:
+                drop += text_positions[:later]
+            if window + 1 < len(owners) and owners[window + 1] == owners[window] and earlier:
+                drop += text_positions[-earlier:]
+            for i in drop:
+                mask[i] = 0
+            masks.append(mask)
+        return masks
+
+    def _pool_window(self, hidden, attention, special_mask, pool_mask) -> tuple[np.ndarray, np.ndarray]:
+        """A window's pooled vector over ``pool_mask`` and its weight: the number of tokens the
+        pooling averaged (mean: its non-padding tokens, less special ones when it excludes them;
+        cnn: its local features over every token, averaged over ``pool_mask``; max: 1)."""
+        from declutr.modules.poolers import CnnPooler, MeanPooler, masked_mean
+
+        pooler = self.head.pooler
+        if type(pooler) is CnnPooler:  # the convolutions see the whole window; the average its share
+            vectors, counted = masked_mean(pooler.local_features(hidden, attention), pool_mask), pool_mask
+        else:
+            vectors = pooler(hidden, pool_mask, special_mask)
+            counted = pool_mask
+            if type(pooler) is MeanPooler and pooler.exclude_special_tokens:
+                counted = pool_mask * (1 - special_mask)
+        weights = counted.sum(dim=1).double().cpu().numpy()
+        return vectors.double().cpu().numpy(), weights
+
+    def _finish_pooled(self, pooled: np.ndarray) -> np.ndarray:
+        """The head's steps after pooling, on combined vectors: the projection head, ``Normalize``."""
+        import torch
+
+        head = self.head
+        if head.feedforward is None and not head.normalize:
+            return pooled
+        with torch.inference_mode():
+            vectors = torch.from_numpy(pooled).to(self.device)
+            if head.feedforward is not None:
+                vectors = head.feedforward(vectors)
+            if head.normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+        return vectors.float().cpu().numpy()
+
+    def warn_truncated(self, long_texts: int, total: int) -> None:
+        """Log the one warning per call that says how many texts ``long_text="truncate"`` cut (if any)."""
+        if long_texts and self.long_text == "truncate":
+            logger.warning("%s", self.long_text_summary(long_texts, total))
+
+    def long_text_summary(self, long_texts: int, total: int) -> str:
+        """One line: how many of ``total`` texts were longer than ``max_length`` and what was done."""
+        line = f"{long_texts} of {total} texts were longer than the model's limit of {self.max_length} tokens"
+        if not long_texts:
+            return line
+        if self.long_text == "truncate":
+            return f'{line}: truncated to it (long_text="chunk" / --long-text chunk embeds them whole)'
+        return f"{line}: embedded whole, in windows of {self.max_length} tokens (stride {self.stride})"
 
     def _autocast(self) -> Any:
         import contextlib
@@ -242,7 +427,15 @@ class Encoder:
         return f"Encoder({self.source!r}, device={str(self.device)!r}, dimension={self.dimension})"
 
 
-def _progress_bar(total: int, enabled: bool):
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file (a long sentence is not a path, not an OSError)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _progress_bar(total: int, enabled: bool, unit: str = "text"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, unit="text", desc="embedding", leave=False)
+    return tqdm(total=total, disable=not enabled, unit=unit, desc="embedding", leave=False)

@@ -38,6 +38,8 @@ def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path
         "16",
         "--encoder-repeats",
         "1",
+        "--long-documents",
+        "2",
         "--workdir",
         str(tmp_path / "work"),
     ]
@@ -45,13 +47,16 @@ def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path
     runpy.run_path(str(ROOT / "bin" / "benchmark"), run_name="__main__")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     results = {line["benchmark"]: line for line in lines}
-    assert set(results) == {"step", "pipeline", "encoder", "mfu"}
+    assert set(results) == {"step", "pipeline", "encoder", "mfu", "long_texts"}
     step = results["step"]
     assert set(step["rates"]) == {"padded", "padded_masked_logits", "declutr"}
     assert step["max_relative_loss_difference"] <= 1e-4 and step["speedup"] > 0
     assert step["padding_fraction_sub_batches"] <= step["padding_fraction_padded"]
     assert results["pipeline"]["ratio"] > 0
     assert results["encoder"]["equal"]
+    long = results["long_texts"]["modes"]
+    assert long["chunk"]["long_documents"] == long["truncate"]["long_documents"] == 2  # documents of thousands of tokens
+    assert long["chunk"]["tokens_per_second"] > 0 and 0 <= long["chunk"]["passage_top1"] <= 1
     assert results["mfu"] == {"benchmark": "mfu", "skipped": "no CUDA"} or "mfu" in results["mfu"]
 
 
