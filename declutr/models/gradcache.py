@@ -93,7 +93,7 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
     with outside_autocast(device):
         gradients = torch.autograd.grad(output["loss"], leaves + parameters, allow_unused=True)
     cached = dict(zip(map(id, leaves), gradients))
-    own = [(p, g) for p, g in zip(parameters, gradients[len(leaves):]) if g is not None]
+    own = [(p, g) for p, g in zip(parameters, gradients[len(leaves) :]) if g is not None]
     mlm_gradient = cached.get(id(mlm_leaf)) if mlm_leaf is not None else None
     if own:
         with outside_autocast(device):
@@ -109,7 +109,10 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
             input_ids, attention_mask, special_tokens_mask, chunk_labels = chunk
             with replayed(state, device):
                 chunk_embeddings, logits, targets = model.encode_chunk(
-                    input_ids, attention_mask, special_tokens_mask, chunk_labels if labels is not None else None,
+                    input_ids,
+                    attention_mask,
+                    special_tokens_mask,
+                    chunk_labels if labels is not None else None,
                     embed=gradient is not None,
                 )
                 terms = []

@@ -53,9 +53,16 @@ def simcse_batch(tokenizer) -> dict:
 
 CASES = {
     "declutr": ({"type": "declutr"}, declutr_batch),
-    "declutr_contrastive_only": ({"type": "declutr", "mlm_weight": 0}, lambda t: make_batch(t, ANCHORS, POSITIVES, masked=False)),
+    "declutr_contrastive_only": (
+        {"type": "declutr", "mlm_weight": 0},
+        lambda t: make_batch(t, ANCHORS, POSITIVES, masked=False),
+    ),
     "simcse_supervised": (
-        {"type": "simcse", "loss": {"type": "info_nce", "hard_negative_weight": 0.5}, "feedforward": {"hidden_dims": 16, "dropout": 0.1}},
+        {
+            "type": "simcse",
+            "loss": {"type": "info_nce", "hard_negative_weight": 0.5},
+            "feedforward": {"hidden_dims": 16, "dropout": 0.1},
+        },
         simcse_batch,
     ),
 }
@@ -109,7 +116,9 @@ def assert_same(actual: tuple[dict, dict], expected: tuple[dict, dict], toleranc
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_cached_step_equals_the_uncached_step_with_dropout_on(case, dtype, tolerance, tiny_roberta, roberta_tokenizer):
+def test_the_cached_step_equals_the_uncached_step_with_dropout_on(
+    case, dtype, tolerance, tiny_roberta, roberta_tokenizer
+):
     config, make = CASES[case]
     batch = make(roberta_tokenizer)
     model = build_model(tiny_roberta, roberta_tokenizer, dtype, **config)
@@ -208,7 +217,9 @@ def assert_same_run(actual, expected) -> None:
 def test_four_training_steps_reach_the_same_weights_cached_and_uncached(tiny_roberta, tmp_path):
     data = write_documents(tmp_path / "documents.jsonl")
     # dropout on: chunks as large as the batch draw the uncached step's masks
-    assert_same_run(train_run(tiny_roberta, data, tmp_path / "cached", 64), train_run(tiny_roberta, data, tmp_path / "plain", None))
+    assert_same_run(
+        train_run(tiny_roberta, data, tmp_path / "cached", 64), train_run(tiny_roberta, data, tmp_path / "plain", None)
+    )
 
 
 def test_small_chunks_with_gradient_accumulation_reach_the_same_weights(dropout_free_model, tmp_path):
@@ -277,7 +288,11 @@ def test_bad_chunk_sizes_and_models_without_the_cache_are_config_errors(model_wi
     from declutr.training.experiment import validate_experiment
 
     def problems(model: dict) -> list[str]:
-        config = {"dataset_reader": {"type": "declutr", "tokenizer": {"model_name": "m"}}, "model": model, "trainer": {}}
+        config = {
+            "dataset_reader": {"type": "declutr", "tokenizer": {"model_name": "m"}},
+            "model": model,
+            "trainer": {},
+        }
         with pytest.raises(ConfigurationError) as error:
             validate_experiment(config)
         return error.value.problems
