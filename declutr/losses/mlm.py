@@ -26,3 +26,11 @@ class MaskedLanguageModelingLoss(Loss):
             return logits.sum() * 0.0
         # at least float32 (half-precision logits are upcast), float64 kept
         return F.cross_entropy(logits[selected].to(torch.promote_types(logits.dtype, torch.float32)), labels[selected])
+
+    def summed(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The sum (not the mean) of the masked tokens' cross-entropies: a group encoded in chunks
+        adds its chunks' sums and divides once by the group's masked-token count (the cached
+        contrastive step). No masked token gives a zero that still reaches the logits."""
+        selected = labels != -100
+        logits = logits[selected].to(torch.promote_types(logits.dtype, torch.float32))
+        return F.cross_entropy(logits, labels[selected], reduction="sum")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from declutr.core.construct import Lazy
+from declutr.core.construct import AtLeast, Lazy
 from declutr.losses.base import ContrastiveLoss
 from declutr.losses.contrastive import NTXentLoss
 from declutr.losses.mlm import MaskedLanguageModelingLoss
 from declutr.models.model import (
     DEFAULT_MAX_PADDING_FRACTION,
     Model,
+    TextGroup,
     build_encoder,
     build_head,
     mean_per_anchor,
@@ -52,6 +54,9 @@ class DeclutrModel(Model):
     max_padding_fraction: run anchors and positives as length-sorted sub-batches, each trimmed
         to its longest span and at most this fraction padding [0.2]; null: each group padded to
         its longest span. Losses and gradients are equal up to rounding; only the speed changes.
+    contrastive_chunk_size: the cached contrastive step (GradCache): the encoder runs in chunks of
+        at most this many texts, the loss still sees every embedding of the step, and memory grows
+        with the chunk rather than the batch (about one more forward pass of compute); null: off.
     tokenizer: injected (the data reader's tokenizer), saved with the export.
     """
 
@@ -65,6 +70,7 @@ class DeclutrModel(Model):
         mlm_weight: float = 1.0,
         scale_fix: bool = False,
         max_padding_fraction: float | None = DEFAULT_MAX_PADDING_FRACTION,
+        contrastive_chunk_size: Annotated[int, AtLeast(1)] | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
     ):
         if contrastive_weight < 0 or mlm_weight < 0:
@@ -75,7 +81,13 @@ class DeclutrModel(Model):
                 "(contrastive-only: mlm_weight 0; MLM-only: contrastive_weight 0)"
             )
         built_encoder = build_encoder(encoder, masked_language_modeling=mlm_weight > 0)
-        super().__init__(built_encoder, build_head(built_encoder, pooler, feedforward), tokenizer, max_padding_fraction)
+        super().__init__(
+            built_encoder,
+            build_head(built_encoder, pooler, feedforward),
+            tokenizer,
+            max_padding_fraction,
+            contrastive_chunk_size,
+        )
         self.loss = loss if loss is not None else NTXentLoss(temperature=0.05)
         self.mlm_loss = MaskedLanguageModelingLoss()
         self.contrastive_weight = contrastive_weight
@@ -92,6 +104,11 @@ class DeclutrModel(Model):
         return self.contrastive_weight > 0
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.forward_groups(batch)
+
+    def text_groups(self, batch: dict) -> list[TextGroup]:
+        """The masked anchors (one pass gives the masked-LM logits and the anchor embeddings), then
+        the positives (with the contrastive term)."""
         anchors = require(batch, "anchors", "every DeCLUTR batch has anchors")
         labels = anchors.get("mlm_labels")
         if self.uses_mlm and labels is None:
@@ -102,21 +119,30 @@ class DeclutrModel(Model):
         if not self.uses_mlm and labels is not None and not self._warned_masked_anchors:
             logger.warning("the anchors are masked but mlm_weight is 0: the contrastive loss sees masked anchors")
             self._warned_masked_anchors = True
-        anchor_embeddings, logits, targets = self.encode_anchors(anchors)
-        output: dict[str, torch.Tensor] = {}
-        total = anchors["input_ids"].new_zeros((), dtype=torch.float32)
-        if self.uses_mlm:
-            mlm_loss = self.mlm_loss(logits, targets)
-            if self.scale_fix:  # this rank's share of the mean over every rank's masked tokens
-                mlm_loss = mlm_loss * share_of_global_mean((targets != -100).sum())
-            total = total + self.mlm_weight * mlm_loss
-            output["mlm_loss"] = mlm_loss.detach()
+        groups = [TextGroup(anchors, labels if self.uses_mlm else None, embed=self.uses_contrastive)]
         if self.uses_contrastive:
             positives = require(
                 batch, "positives", "the contrastive loss needs positives; set contrastive_weight 0 for MLM-only"
             )
+            groups.append(TextGroup(positives))
+        return groups
+
+    def contrastive_losses(
+        self, embeddings: list[torch.Tensor | None], mlm_loss: torch.Tensor | None, batch: dict
+    ) -> dict[str, torch.Tensor]:
+        """``contrastive_weight * contrastive + mlm_weight * mlm``, with ``scale_fix``'s factors."""
+        anchors = batch["anchors"]
+        output: dict[str, torch.Tensor] = {}
+        total = anchors["input_ids"].new_zeros((), dtype=torch.float32)
+        if self.uses_mlm:
+            if self.scale_fix:  # this rank's share of the mean over every rank's masked tokens
+                mlm_loss = mlm_loss * share_of_global_mean((anchors["mlm_labels"] != -100).sum())
+            total = total + self.mlm_weight * mlm_loss
+            output["mlm_loss"] = mlm_loss.detach()
+        if self.uses_contrastive:
+            anchor_embeddings, positive_embeddings = embeddings
             positive_embeddings = mean_per_anchor(
-                self.embed_group(positives), batch.get("positive_anchor_index"), anchor_embeddings.size(0)
+                positive_embeddings, batch.get("positive_anchor_index"), anchor_embeddings.size(0)
             )
             contrastive = self.loss(gather_with_grad(anchor_embeddings), gather_with_grad(positive_embeddings))
             scale = world_size() if self.scale_fix else 1
@@ -124,34 +150,3 @@ class DeclutrModel(Model):
             output["contrastive_loss"] = contrastive.detach()
         output["loss"] = total
         return output
-
-    def encode_anchors(
-        self, anchors: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        """One encoder pass over the (masked) anchors, in length-sorted sub-batches.
-
-        Returns the anchor embeddings (in order; ``None`` without the contrastive term) and, with
-        the masked-LM term, the logits of every masked position of the group with their labels
-        (``[K, vocab]``, ``[K]``), so the loss is the mean over all of the group's masked tokens.
-        """
-        plan = self.sub_batches(anchors["attention_mask"])
-        labels = anchors.get("mlm_labels") if self.uses_mlm else None
-        embeddings, logits, targets = [], [], []
-        for input_ids, attention_mask, special_tokens_mask, chunk_labels in zip(
-            *(plan.split(anchors.get(key)) for key in ("input_ids", "attention_mask", "special_tokens_mask")),
-            plan.split(labels),
-        ):
-            if chunk_labels is None:
-                hidden = self.encoder(input_ids, attention_mask)
-            else:
-                selected = chunk_labels != -100
-                hidden, chunk_logits = self.encoder.forward_masked_lm(input_ids, attention_mask, selected)
-                logits.append(chunk_logits)
-                targets.append(chunk_labels[selected])
-            if self.uses_contrastive:
-                embeddings.append(self.head(hidden, attention_mask, special_tokens_mask))
-        return (
-            plan.rows(embeddings) if embeddings else None,
-            torch.cat(logits) if logits else None,
-            torch.cat(targets) if targets else None,
-        )

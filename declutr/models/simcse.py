@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from declutr.core.construct import Lazy
+from declutr.core.construct import AtLeast, Lazy
 from declutr.losses.base import ContrastiveLoss
 from declutr.losses.contrastive import InfoNCELoss
 from declutr.models.model import (
     DEFAULT_MAX_PADDING_FRACTION,
     Model,
+    TextGroup,
     build_encoder,
     build_head,
     mean_per_anchor,
@@ -42,6 +45,7 @@ class SimCSEModel(Model):
     max_padding_fraction: run each text group as length-sorted sub-batches, each trimmed to its
         longest text and at most this fraction padding [0.2]; null: one batch padded to the
         longest text. Results are equal up to rounding; only the speed changes.
+    contrastive_chunk_size: the cached contrastive step (see the ``declutr`` model); null: off.
     tokenizer: injected (the data reader's tokenizer), saved with the export.
     """
 
@@ -53,6 +57,7 @@ class SimCSEModel(Model):
         loss: ContrastiveLoss | None = None,
         scale_fix: bool = False,
         max_padding_fraction: float | None = DEFAULT_MAX_PADDING_FRACTION,
+        contrastive_chunk_size: Annotated[int, AtLeast(1)] | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
     ):
         built_encoder = build_encoder(encoder, masked_language_modeling=False)
@@ -61,23 +66,38 @@ class SimCSEModel(Model):
             build_head(built_encoder, pooler, feedforward, default_pooler="cls_mlp"),
             tokenizer,
             max_padding_fraction,
+            contrastive_chunk_size,
         )
         self.loss = loss if loss is not None else InfoNCELoss(temperature=0.05)
         self.scale_fix = scale_fix
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.forward_groups(batch)
+
+    def text_groups(self, batch: dict) -> list[TextGroup]:
+        """Unsupervised: the anchors twice, as one group (two dropout views in one pass);
+        supervised: anchors, positives and, if any, hard negatives."""
         anchors = require(batch, "anchors", "every SimCSE batch has anchors")
-        negatives = None
         if batch.get("positives") is None:
-            doubled = {key: torch.cat([value, value]) for key, value in anchors.items() if key != "mlm_labels"}
-            anchor_embeddings, positive_embeddings = self.embed_group(doubled).chunk(2)
+            return [TextGroup({key: torch.cat([value, value]) for key, value in anchors.items() if key != "mlm_labels"})]
+        groups = [TextGroup(anchors), TextGroup(batch["positives"])]
+        if batch.get("negatives") is not None:
+            groups.append(TextGroup(batch["negatives"]))
+        return groups
+
+    def contrastive_losses(
+        self, embeddings: list[torch.Tensor | None], mlm_loss: torch.Tensor | None, batch: dict
+    ) -> dict[str, torch.Tensor]:
+        negatives = None
+        if len(embeddings) == 1:
+            anchor_embeddings, positive_embeddings = embeddings[0].chunk(2)
         else:
-            anchor_embeddings = self.embed_group(anchors)
+            anchor_embeddings = embeddings[0]
             positive_embeddings = mean_per_anchor(
-                self.embed_group(batch["positives"]), batch.get("positive_anchor_index"), anchor_embeddings.size(0)
+                embeddings[1], batch.get("positive_anchor_index"), anchor_embeddings.size(0)
             )
-            if batch.get("negatives") is not None:
-                negatives = gather_with_grad(self.embed_group(batch["negatives"]))
+            if len(embeddings) == 3:
+                negatives = gather_with_grad(embeddings[2])
         loss = self.loss(gather_with_grad(anchor_embeddings), gather_with_grad(positive_embeddings), negatives)
         scale = world_size() if self.scale_fix else 1
         return {"loss": scale * loss, "contrastive_loss": loss.detach()}

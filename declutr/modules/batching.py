@@ -53,28 +53,44 @@ class SubBatches:
     put per-sub-batch results (``[n_i, ...]`` or ``[n_i, L_i, ...]``) back into one tensor in the
     original row order. Both are differentiable, so gradients equal those of the padded batch.
     ``max_padding_fraction`` ``None`` is the padded group itself: one sub-batch, nothing trimmed
-    (and no look at the mask, so no device synchronisation).
+    (and no look at the mask, so no device synchronisation). ``max_rows`` cuts every sub-batch
+    into pieces of at most that many rows (the cached contrastive step's chunks); without
+    ``max_padding_fraction`` the pieces are consecutive rows, untrimmed.
     """
 
-    def __init__(self, attention_mask: torch.Tensor, max_padding_fraction: float | None):
+    def __init__(self, attention_mask: torch.Tensor, max_padding_fraction: float | None, max_rows: int | None = None):
+        if max_rows is not None and max_rows < 1:
+            raise ValueError(f"max_rows must be at least 1, got {max_rows}")
         self.length = attention_mask.size(1)
         self.index: list[torch.Tensor] = []
         self.widths = [self.length]
         self.inverse: torch.Tensor | None = None
+        rows = attention_mask.size(0)
         if max_padding_fraction is None:
-            return
-        lengths = extents(attention_mask)
-        plan = plan_sub_batches(lengths, max_padding_fraction)
-        self.widths = [max(1, lengths[rows[0]]) for rows in plan]
+            if max_rows is None or rows <= max_rows:
+                return
+            plan = [list(range(start, min(start + max_rows, rows))) for start in range(0, rows, max_rows)]
+            self.widths = [self.length] * len(plan)
+        else:
+            lengths = extents(attention_mask)
+            plan = plan_sub_batches(lengths, max_padding_fraction)
+            if max_rows is not None:
+                plan = [run[start : start + max_rows] for run in plan for start in range(0, len(run), max_rows)]
+            self.widths = [max(1, lengths[rows[0]]) for rows in plan]
         if len(plan) > 1:
             device = attention_mask.device
             self.index = [torch.tensor(rows, dtype=torch.long, device=device) for rows in plan]
-            order = torch.cat(self.index)
-            self.inverse = torch.empty_like(order)
-            self.inverse[order] = torch.arange(order.numel(), device=device)
+            if max_padding_fraction is not None:  # consecutive pieces need no reordering
+                order = torch.cat(self.index)
+                self.inverse = torch.empty_like(order)
+                self.inverse[order] = torch.arange(order.numel(), device=device)
 
     def __len__(self) -> int:
         return len(self.widths)
+
+    def row_index(self, piece: int) -> torch.Tensor | None:
+        """The original rows of sub-batch ``piece`` (``None``: one sub-batch holding every row)."""
+        return self.index[piece] if self.index else None
 
     def padded_tokens(self, rows: int) -> int:
         """Positions the sub-batches of a ``rows``-row group hold, real and padding (``N * L`` unsplit)."""
@@ -93,7 +109,7 @@ class SubBatches:
     def rows(self, pieces: Sequence[torch.Tensor]) -> torch.Tensor:
         """One result row per input row (``[n_i, ...]`` each), back in the original order."""
         if self.inverse is None:
-            return pieces[0]
+            return pieces[0] if len(pieces) == 1 else torch.cat(list(pieces))
         return torch.cat(list(pieces)).index_select(0, self.inverse)
 
     def padded(self, pieces: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -113,13 +129,14 @@ def in_sub_batches(
     max_padding_fraction: float | None,
     *tensors: torch.Tensor | None,
     per_token: bool = False,
+    max_rows: int | None = None,
 ) -> torch.Tensor:
     """``function(*tensors)`` computed per sub-batch of ``attention_mask``'s group and reassembled.
 
     ``tensors`` are ``[N, L, ...]`` (or ``None``), the attention mask among them where
     ``function`` needs it; the results are rows ``[N, ...]``, or ``[N, L, ...]`` with
-    ``per_token``.
+    ``per_token``; ``max_rows``: see ``SubBatches``.
     """
-    plan = SubBatches(attention_mask, max_padding_fraction)
+    plan = SubBatches(attention_mask, max_padding_fraction, max_rows)
     pieces = [function(*chunk) for chunk in zip(*(plan.split(tensor) for tensor in tensors))]
     return plan.padded(pieces) if per_token else plan.rows(pieces)

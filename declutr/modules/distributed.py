@@ -47,3 +47,48 @@ def share_of_global_mean(count: torch.Tensor) -> torch.Tensor:
     total = local.clone()
     dist.all_reduce(total)
     return (dist.get_world_size() * local / total.clamp(min=1)).to(torch.float32)
+
+
+def average_gradients(parameters) -> None:
+    """Average every gradient over the ranks, as DDP's backward does, for steps that do not run
+    through DDP's forward (the cached contrastive step calls backward once per chunk itself).
+
+    A parameter without a gradient on every rank keeps none; one with a gradient on some rank
+    counts as zeros where it has none, so every rank joins the same reductions.
+    """
+    if not is_distributed():
+        return
+    parameters = [p for p in parameters if p.requires_grad]
+    present = torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32)
+    present = present.to(parameters[0].device) if parameters else present
+    dist.all_reduce(present)
+    gradients = []
+    for parameter, count in zip(parameters, present.tolist()):
+        if count:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            gradients.append(parameter.grad)
+    for bucket in _buckets(gradients, 2**24):
+        flat = torch.cat([gradient.reshape(-1) for gradient in bucket])
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        offset = 0
+        for gradient in bucket:
+            gradient.copy_(flat[offset : offset + gradient.numel()].view_as(gradient))
+            offset += gradient.numel()
+
+
+def _buckets(tensors: list[torch.Tensor], elements: int) -> list[list[torch.Tensor]]:
+    """Consecutive runs of ``tensors`` of the same dtype and device, each at most ``elements`` long
+    (or one tensor)."""
+    buckets: list[list[torch.Tensor]] = []
+    size = 0
+    for tensor in tensors:
+        last = buckets[-1] if buckets else None
+        if last and size + tensor.numel() <= elements and (last[0].dtype, last[0].device) == (tensor.dtype, tensor.device):
+            last.append(tensor)
+            size += tensor.numel()
+        else:
+            buckets.append([tensor])
+            size = tensor.numel()
+    return buckets

@@ -14,6 +14,7 @@ import torch
 
 from declutr.core.construct import Lazy
 from declutr.core.registrable import Registrable
+from declutr.modules.distributed import average_gradients
 from declutr.training.callbacks import Callback, MetricsLog, NanGuard, ProgressBar
 from declutr.training.checkpoint import Checkpointer, rng_state, set_rng_state
 from declutr.training.optimizers import Optimizer
@@ -221,16 +222,26 @@ class GradientDescentTrainer(Trainer):
     def _train_step(self, micro_batches: list) -> dict[str, float]:
         """Forward/backward over the micro-batches (DDP syncs on the last only), clip, step, schedule."""
         terms: dict[str, float] = {}
+        cached = getattr(unwrap(self.model), "contrastive_chunk_size", None) is not None
+
+        def backward(loss: torch.Tensor) -> None:
+            self.scaler.scale(loss / len(micro_batches)).backward()
+
         for index, batch in enumerate(micro_batches):
             self.tokens_seen += count_tokens(batch)
             sync = index == len(micro_batches) - 1 or self.world_size == 1
             with (nullcontext() if sync else self.model.no_sync()), self._autocast():
-                output = self.model(move_to(batch, self.device))
-                loss = output["loss"] / len(micro_batches)
-            self.scaler.scale(loss).backward()
+                if cached:  # GradCache: the model runs its two passes and calls backward per chunk
+                    output = unwrap(self.model).forward_backward(move_to(batch, self.device), backward)
+                else:
+                    output = self.model(move_to(batch, self.device))
+            if not cached:
+                backward(output["loss"])
             for key, value in output.items():
                 if key.endswith("loss"):
                     terms[key] = terms.get(key, 0.0) + float(value.detach()) / len(micro_batches)
+        if cached:  # DDP's forward did not run: average the gradients as its backward would
+            average_gradients(self.model.parameters())
         self.scaler.unscale_(self.optimizer)
         parameters = [p for p in self.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(parameters, self.grad_norm or math.inf)

@@ -40,6 +40,12 @@ def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path
         "1",
         "--long-documents",
         "2",
+        "--gradcache-anchors",
+        "4,8",
+        "--gradcache-chunk-size",
+        "2",
+        "--gradcache-max-length",
+        "32",
         "--workdir",
         str(tmp_path / "work"),
     ]
@@ -47,7 +53,7 @@ def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path
     runpy.run_path(str(ROOT / "bin" / "benchmark"), run_name="__main__")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     results = {line["benchmark"]: line for line in lines}
-    assert set(results) == {"step", "pipeline", "encoder", "mfu", "long_texts"}
+    assert set(results) == {"step", "pipeline", "encoder", "mfu", "long_texts", "gradcache"}
     step = results["step"]
     assert set(step["rates"]) == {"padded", "padded_masked_logits", "declutr"}
     assert step["max_relative_loss_difference"] <= 1e-4 and step["speedup"] > 0
@@ -57,6 +63,9 @@ def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path
     long = results["long_texts"]["modes"]
     assert long["chunk"]["long_documents"] == long["truncate"]["long_documents"] == 2  # documents of thousands of tokens
     assert long["chunk"]["tokens_per_second"] > 0 and 0 <= long["chunk"]["passage_top1"] <= 1
+    gradcache = results["gradcache"]
+    assert [(p["anchors"], p["chunk_size"]) for p in gradcache["points"]] == [(4, 2), (4, None), (8, 2), (8, None)]
+    assert all(p["step_memory_mb"] >= 0 for p in gradcache["points"]) and gradcache["throughput_ratio"] > 0
     assert results["mfu"] == {"benchmark": "mfu", "skipped": "no CUDA"} or "mfu" in results["mfu"]
 
 

@@ -136,3 +136,19 @@ def test_torchrun_reads_the_same_config_from_the_environment(experiment):
     assert (
         largest_difference(curve(root / "torchrun"), curve(root / "double")) < 1e-4
     )  # torchrun sets OMP_NUM_THREADS=1
+
+
+def test_the_cached_contrastive_step_follows_the_two_process_curve(experiment):
+    """GradCache under two processes: chunks of one text, negatives still gathered from both ranks,
+    the gradients averaged as DDP would; the same curve and weights as the uncached run."""
+    from safetensors.torch import load_file
+
+    root = experiment[0]
+    if not (root / "double" / "metrics.jsonl").is_file():
+        pytest.skip("the spawned two-process run did not complete")
+    result = train(experiment, root / "cached", {"model.contrastive_chunk_size": 1})
+    assert result.returncode == 0, result.stderr
+    assert largest_difference(curve(root / "cached"), curve(root / "double")) < 1e-4
+    cached, plain = (load_file(str(root / run / "model" / "model.safetensors")) for run in ("cached", "double"))
+    for name, tensor in cached.items():
+        assert torch.allclose(tensor, plain[name], rtol=1e-4, atol=1e-5), name
