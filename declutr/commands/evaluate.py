@@ -9,7 +9,9 @@ import click
 @click.argument("model")
 @click.option("--tasks", required=True, metavar="T1,T2,...",
               help="SentEval task names (STS12..STS16, STSBenchmark, SICKRelatedness, MR, CR, SUBJ, MPQA, SST2, "
-                   "SST5, TREC, MRPC, SICKEntailment) or 'all'.")
+                   "SST5, TREC, MRPC, SICKEntailment, SNLI, ImageCaptionRetrieval, Length, WordContent, Depth, "
+                   "TopConstituents, BigramShift, Tense, SubjNumber, ObjNumber, OddManOut, CoordinationInversion) "
+                   "or a group: downstream (18 tasks), probing (10), all.")
 @click.option("--data-dir", required=True, type=click.Path(), help="SentEval's data/downstream folder.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON here.")
 @click.option("--prototyping", is_flag=True, help="SentEval's faster classifier settings (5 folds, RMSprop, batch 128).")
@@ -21,7 +23,10 @@ import click
               help="Read the untokenised original/ files of STS12-16 and STS-B instead of SentEval's tokenised ones.")
 @click.option("--pair-features", type=click.Choice(["senteval", "full"]), default="senteval", show_default=True,
               help="MRPC/SICK-E features: senteval = [|u-v|, u*v] as SentEval's code; full = [u, v, |u-v|, u*v].")
-def command(model, tasks, data_dir, output, prototyping, batch_size, seed, pooler, device, untokenized, pair_features):
+@click.option("--probing-dir", type=click.Path(), default=None,
+              help="SentEval's data/probing folder for the probing tasks (default: 'probing' beside --data-dir).")
+def command(model, tasks, data_dir, output, prototyping, batch_size, seed, pooler, device, untokenized, pair_features,
+            probing_dir):
     """Score MODEL (a run directory, an exported model or a Hugging Face checkpoint) on SentEval tasks."""
     import json
     import time
@@ -30,7 +35,8 @@ def command(model, tasks, data_dir, output, prototyping, batch_size, seed, poole
     from declutr.evaluation.run import build_tasks, evaluate, format_table, parse_tasks
 
     # check the task names and data files before loading the model
-    build_tasks(parse_tasks(tasks), data_dir, untokenized=untokenized, pair_features=pair_features)
+    build_tasks(parse_tasks(tasks), data_dir, untokenized=untokenized, pair_features=pair_features,
+                probing_dir=probing_dir)
     from declutr.inference.encoder import Encoder
 
     encoder = Encoder(model, device=device, batch_size=batch_size, pooler=pooler)
@@ -40,7 +46,7 @@ def command(model, tasks, data_dir, output, prototyping, batch_size, seed, poole
         click.echo(f"{name}: done in {seconds:.1f}s", err=True)
 
     results = evaluate(encoder, tasks, data_dir, seed=seed, prototyping=prototyping, untokenized=untokenized,
-                       pair_features=pair_features, on_task=progress)
+                       pair_features=pair_features, on_task=progress, probing_dir=probing_dir)
     results["model"] = str(model)
     results["seconds"] = round(time.perf_counter() - started, 1)
     click.echo(format_table(results))

@@ -8,11 +8,18 @@ as a :class:`declutr.Encoder`) on SentEval's tasks with SentEval's protocol; see
 from declutr.evaluation.classifiers import ClassifierSettings
 from declutr.evaluation.run import (
     DOWNSTREAM_TASKS,
+    GROUPS,
+    PROBING_TASKS,
     aggregate,
+    aggregate_dev,
     evaluate,
     format_table,
+    groups,
     parse_tasks,
 )
 from declutr.evaluation.tasks import SentEvalTask
 
-__all__ = ["DOWNSTREAM_TASKS", "ClassifierSettings", "SentEvalTask", "aggregate", "evaluate", "format_table", "parse_tasks"]
+__all__ = [
+    "DOWNSTREAM_TASKS", "GROUPS", "PROBING_TASKS", "ClassifierSettings", "SentEvalTask", "aggregate", "aggregate_dev",
+    "evaluate", "format_table", "groups", "parse_tasks",
+]

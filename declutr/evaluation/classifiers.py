@@ -8,7 +8,10 @@ What SentEval does, and what this module reproduces:
   (MR, CR, SUBJ, MPQA), k-fold cross-validation on train (TREC, MRPC) or the dev set (SST,
   SICK-E); folds are scikit-learn's ``StratifiedKFold(shuffle=True)`` rebuilt exactly;
 - the relatedness regressor of STS-B and SICK-R: softmax over 5 score bins trained with MSE
-  against Tai et al.'s sparse score encoding, early-stopped on dev Pearson.
+  against Tai et al.'s sparse score encoding, early-stopped on dev Pearson;
+- ImageCaptionRetrieval's ranking model (``tools/ranking.py``): image and caption vectors
+  projected onto a shared unit sphere, a margin loss over sampled contrastive pairs, recall@K
+  and median rank in both directions over folds of 1000 images.
 
 Every classifier SentEval builds re-seeds numpy and torch with the same seed, so the models
 for the four L2 values see identical initial weights and identical batches. That lets one run
@@ -44,6 +47,17 @@ class ClassifierSettings:
     regressor_epochs_per_check: int = 50
     regressor_patience: int = 3
     regressor_max_epoch: int = 1000
+    #: ImageCaptionRetrieval's ranking model (SentEval fixes these): projection size, margin,
+    #: batch, contrastive samples per pair, epoch cap and patience, images per ranking fold, and
+    #: its device (None: CUDA when available, as SentEval, which needs CUDA)
+    ranking_projdim: int = 1000
+    ranking_margin: float = 0.2
+    ranking_batch_size: int = 128
+    ranking_contrast: int = 30
+    ranking_max_epoch: int = 20
+    ranking_patience: int = 3
+    ranking_fold_images: int = 1000
+    ranking_device: str | None = None
 
     @classmethod
     def paper(cls) -> ClassifierSettings:
@@ -89,11 +103,12 @@ def stratified_kfold(labels, k: int, seed: int) -> list[tuple[np.ndarray, np.nda
     return [(np.flatnonzero(test_fold != i), np.flatnonzero(test_fold == i)) for i in range(k)]
 
 
-def _linear_init(in_features: int, out_features: int, seed: int):
-    """``nn.Linear``'s initial weight [out, in] and bias after ``torch.manual_seed(seed)``."""
+def _linear_init(in_features: int, out_features: int, seed: int, generator=None):
+    """``nn.Linear``'s initial weight [out, in] and bias after ``torch.manual_seed(seed)`` (or the
+    next ones drawn from ``generator``)."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
     bound = 1.0 / in_features**0.5
     weight = torch.empty(out_features, in_features).uniform_(-bound, bound, generator=generator)
     bias = torch.empty(out_features).uniform_(-bound, bound, generator=generator)
@@ -263,10 +278,11 @@ def kfold(train_x, train_y, test_x, test_y, n_classes: int, settings: Classifier
     return max(scores), _percent(np.mean(predictions == np.asarray(test_y))), predictions
 
 
-def split(x: dict, y: dict, n_classes: int, settings: ClassifierSettings, seed: int) -> tuple[float, float]:
-    """SentEval's ``SplitClassifier`` (SST-2, SST-5, SICK-E): L2 chosen on the dev set.
-    ``x``/``y`` have keys ``train``, ``valid``, ``test``. ``(devacc, acc)`` in percent."""
-    model = LogisticRegression(np.asarray(x["train"]).shape[1], n_classes, L2_GRID, settings, seed)
+def split(x: dict, y: dict, n_classes: int, settings: ClassifierSettings, seed: int, l2=L2_GRID) -> tuple[float, float]:
+    """SentEval's ``SplitClassifier`` (SST-2, SST-5, SICK-E, SNLI, probing): L2 chosen on the dev
+    set from ``l2`` (SNLI's ``noreg``: ``(1e-9,)``). ``x``/``y`` have keys ``train``, ``valid``,
+    ``test``. ``(devacc, acc)`` in percent."""
+    model = LogisticRegression(np.asarray(x["train"]).shape[1], n_classes, l2, settings, seed)
     best = model.fit(x["train"], y["train"], dev=(x["valid"], y["valid"]))
     scores = [_percent(value) for value in best]
     chosen = int(np.argmax(scores))
@@ -345,3 +361,114 @@ def relatedness(train_x, train_scores, dev_x, dev_scores, test_x, settings: Clas
                 break
             waited += 1
     return best, expected(test_x, best_weight)
+
+
+#: SentEval ranks ImageCaptionRetrieval's dev and test images in 5 folds
+RANKING_FOLDS = 5
+
+
+def retrieval_ranks(image_vectors, caption_vectors) -> tuple[np.ndarray, np.ndarray]:
+    """0-based ranks, as SentEval's ``i2t``/``t2i``: for each image the best rank among all
+    captions of its 5 captions (``5n .. 5n+4``), and for each caption the rank of its image
+    among all images. Inputs are projected vectors, ``[N, P]`` and ``[5N, P]``."""
+    import torch
+
+    images, captions = torch.as_tensor(image_vectors), torch.as_tensor(caption_vectors)
+    scores = images @ captions.t()  # [N, 5N]
+    own = scores.view(len(images), len(images), 5).diagonal(dim1=0, dim2=1).t()  # [N, 5]: image n, its captions
+    image_ranks = (scores[:, None, :] > own[:, :, None]).sum(-1).min(-1).values
+    caption_scores = scores.t()  # [5N, N]
+    caption_own = caption_scores.gather(1, torch.arange(len(captions), device=captions.device)[:, None] // 5)
+    caption_ranks = (caption_scores > caption_own).sum(-1)
+    return image_ranks.cpu().numpy(), caption_ranks.cpu().numpy()
+
+
+def recalls(ranks: np.ndarray) -> tuple[float, float, float, float]:
+    """(R@1, R@5, R@10) in percent and the median rank (1-based, SentEval's ``floor(median) + 1``)."""
+    ranks = np.asarray(ranks)
+    return (*(100.0 * float(np.mean(ranks < k)) for k in (1, 5, 10)), float(np.floor(np.median(ranks)) + 1))
+
+
+def ranking(train: tuple, dev: tuple, test: tuple, settings: ClassifierSettings, seed: int):
+    """SentEval's ``ImageSentenceRankingPytorch`` (ImageCaptionRetrieval).
+
+    ``train``/``dev``/``test`` are ``(image features [N, Di], caption vectors [5N, Ds])``, caption
+    ``c`` belonging to image ``c // 5``. Two linear projections onto the unit sphere (Adam, batch
+    128) are trained with a margin ranking loss against 30 contrastive images and captions per
+    pair, drawn from the rest of the epoch's permutation as SentEval draws them; after each epoch
+    the dev folds are ranked, and training stops after ``ranking_patience`` epochs without gain
+    (at most ``ranking_max_epoch + 1``, as SentEval's ``<=``). Returns ``(devacc, image_to_text,
+    text_to_image)``: devacc is SentEval's (the six recalls summed, mean over dev folds); each
+    direction is (R@1, R@5, R@10, median rank), the mean over the test folds."""
+    import copy
+
+    import torch
+
+    s = settings
+    device = torch.device(s.ranking_device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rng = np.random.RandomState(seed)  # SentEval's np.random.seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # SentEval's torch.manual_seed(seed), then the two layers
+    train_images, train_text = (torch.as_tensor(np.asarray(a, dtype=np.float32)).to(device) for a in train)
+    projections = torch.nn.ModuleList()
+    for in_features in (train_images.shape[1], train_text.shape[1]):  # SentEval builds imgproj, then sentproj
+        layer = torch.nn.Linear(in_features, s.ranking_projdim)
+        weight, bias = _linear_init(in_features, s.ranking_projdim, seed, generator)
+        with torch.no_grad():
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
+        projections.append(layer)
+    projections.to(device)
+    optimizer = torch.optim.Adam(projections.parameters())
+
+    def project(which: int, x):
+        out = projections[which](x)
+        return out / out.pow(2).sum(1, keepdim=True).sqrt()
+
+    def evaluate(images, text) -> tuple[float, tuple, tuple]:
+        images, text = (torch.as_tensor(np.asarray(a, dtype=np.float32)).to(device) for a in (images, text))
+        folds = []
+        with torch.no_grad():
+            for fold in range(RANKING_FOLDS):
+                n = s.ranking_fold_images
+                image_ranks, caption_ranks = retrieval_ranks(
+                    project(0, images[fold * n:(fold + 1) * n]), project(1, text[5 * fold * n:5 * (fold + 1) * n]))
+                folds.append((recalls(image_ranks), recalls(caption_ranks)))
+        image_to_text, text_to_image = (tuple(float(np.mean([f[d][m] for f in folds])) for m in range(4)) for d in (0, 1))
+        score = float(np.mean([sum(f[0][:3]) + sum(f[1][:3]) for f in folds]))
+        return score, image_to_text, text_to_image
+
+    n = len(train_text)
+    best, best_state, waited, epoch = -1.0, None, 0, 0
+    while epoch <= s.ranking_max_epoch:
+        permutation = rng.permutation(n)
+        for start in range(0, n, s.ranking_batch_size):
+            index = permutation[start:start + s.ranking_batch_size]
+            b = len(index)
+            contrast = []
+            for _ in range(2):  # SentEval's np.random.choice over the permutation minus this batch, images then captions
+                j = rng.randint(0, n - b, s.ranking_contrast * b)
+                contrast.append(torch.as_tensor(np.where(j < start, permutation[j], permutation[np.minimum(j + b, n - 1)])))
+            index = torch.as_tensor(index)
+            image = project(0, train_images[(index // 5).to(device)])  # [b, P]
+            text = project(1, train_text[index.to(device)])
+            image_c = project(0, train_images[(contrast[0] // 5).to(device)]).view(b, s.ranking_contrast, -1)
+            text_c = project(1, train_text[contrast[1].to(device)]).view(b, s.ranking_contrast, -1)
+            anchor = (image * text).sum(-1, keepdim=True)  # [b, 1]
+            image_vs_text_c = (image[:, None, :] * text_c).sum(-1)  # [b, contrast]
+            text_vs_image_c = (text[:, None, :] * image_c).sum(-1)
+            loss = ((s.ranking_margin - anchor + image_vs_text_c).clamp(min=0).sum()
+                    + (s.ranking_margin - anchor + text_vs_image_c).clamp(min=0).sum())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        epoch += 1
+        score = evaluate(*dev)[0]
+        if score > best:
+            best, best_state = score, copy.deepcopy(projections.state_dict())
+        else:
+            if waited >= s.ranking_patience:
+                break
+            waited += 1
+    projections.load_state_dict(best_state)
+    _, image_to_text, text_to_image = evaluate(*test)
+    return best, image_to_text, text_to_image

@@ -9,74 +9,125 @@ from pathlib import Path
 
 from declutr.core.errors import DeclutrError, closest
 from declutr.evaluation.classifiers import ClassifierSettings
-from declutr.evaluation.tasks import PAIR_FEATURES, Embed, SentEvalTask
+from declutr.evaluation.tasks import PAIR_FEATURES, PROBING_FILES, Embed, SentEvalTask
 
 logger = logging.getLogger(__name__)
 
-#: SentEval's downstream tasks in the paper's order
+#: SentEval's downstream tasks in the paper's order (DeCLUTR's "downstream" group: 18 tasks)
 DOWNSTREAM_TASKS = (
     "STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICKRelatedness",
-    "MR", "CR", "SUBJ", "MPQA", "SST2", "SST5", "TREC", "MRPC", "SICKEntailment",
+    "MR", "CR", "SUBJ", "MPQA", "SST2", "SST5", "TREC", "MRPC", "SICKEntailment", "SNLI", "ImageCaptionRetrieval",
 )
+#: SentEval's 10 probing tasks (data/probing)
+PROBING_TASKS = tuple(PROBING_FILES)
+#: the averages DeCLUTR's run_senteval.py reports; "downstream (-SNLI)" is the paper's headline column
+GROUPS = {
+    "downstream": DOWNSTREAM_TASKS,
+    "downstream (-SNLI)": tuple(task for task in DOWNSTREAM_TASKS if task != "SNLI"),
+    "probing": PROBING_TASKS,
+}
+#: the group names ``--tasks`` takes
+TASK_GROUPS = {"downstream": DOWNSTREAM_TASKS, "probing": PROBING_TASKS, "all": DOWNSTREAM_TASKS + PROBING_TASKS}
 
 
 def parse_tasks(spec: str | list[str]) -> list[str]:
-    """``"STS12,MR"`` (or a list) -> task names; ``all``/``downstream`` = every downstream task."""
+    """``"STS12,MR"`` (or a list) -> task names; the groups ``downstream`` (18 tasks), ``probing``
+    (10) and ``all`` (both) expand to their tasks."""
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
     if not names:
-        raise DeclutrError("no tasks given; e.g. --tasks STS12,STSBenchmark,MR")
+        raise DeclutrError("no tasks given; e.g. --tasks STS12,STSBenchmark,MR or --tasks downstream")
     available = SentEvalTask.list_available()
     result = []
     for name in names:
-        if name.lower() in ("all", "downstream"):
-            result.extend(DOWNSTREAM_TASKS)
+        if name.lower() in TASK_GROUPS:
+            result.extend(TASK_GROUPS[name.lower()])
             continue
         if name not in available:
             by_case = {a.lower(): a for a in available}
             if name.lower() in by_case:
                 name = by_case[name.lower()]
             else:
-                suggestion = closest(name, available)
+                suggestion = closest(name, [*available, *TASK_GROUPS])
                 hint = f'; did you mean "{suggestion}"?' if suggestion else ""
-                raise DeclutrError(f'unknown task "{name}"{hint} available: {", ".join(available)}')
+                raise DeclutrError(f'unknown task "{name}"{hint} available: {", ".join(available)} '
+                                   f'or a group: {", ".join(TASK_GROUPS)}')
         result.append(name)
     return list(dict.fromkeys(result))
 
 
-def build_tasks(names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "senteval") -> list[SentEvalTask]:
-    """The tasks, after checking that ``data_dir`` holds every file they need (one error listing all)."""
+def build_tasks(names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "senteval",
+                probing_dir: str | Path | None = None) -> list[SentEvalTask]:
+    """The tasks, after checking that ``data_dir`` (and ``probing_dir``) hold every file they need
+    (one error listing all)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DeclutrError(f"data directory {data_dir} does not exist (expected SentEval's data/downstream layout)")
     if pair_features not in PAIR_FEATURES:
         raise DeclutrError(f'unknown pair features "{pair_features}"; choose one of: {", ".join(PAIR_FEATURES)}')
-    tasks = [SentEvalTask.by_name(name)(str(data_dir), untokenized=untokenized, pair_features=pair_features) for name in names]
-    missing = [f"{task.name}: {path}" for task in tasks for path in task.missing_files()]
+    tasks = [SentEvalTask.by_name(name)(str(data_dir), untokenized=untokenized, pair_features=pair_features,
+                                        probing_dir=None if probing_dir is None else str(probing_dir)) for name in names]
+    missing = [task.missing(path) for task in tasks for path in task.missing_files()]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-        raise DeclutrError(f"missing SentEval data files under {data_dir}: {'; '.join(missing[:3])}{more}")
+        raise DeclutrError(f"missing SentEval data files: {'; '.join(missing[:3])}{more}")
     return tasks
 
 
-def aggregate(results: dict[str, dict]) -> dict[str, float]:
-    """DeCLUTR's aggregation: one score per task (x100 for correlations) and their mean, "downstream".
+def task_score(task: str, result: dict) -> tuple[float, float] | None:
+    """DeCLUTR's ``(test, dev)`` score of one task's result (``run_senteval.py``), or None for a
+    result of another shape: STS12-16 ``all.spearman.mean * 100`` (both); STS-B and SICK-R the
+    regressor's test Spearman and dev Pearson x 100; ImageCaptionRetrieval the mean of the six
+    recalls (``acc[0][:-1] + acc[-1][:-1]``) and ``devacc / 6``; MRPC the mean of accuracy and
+    F1 (dev: devacc); the other tasks test accuracy and devacc."""
+    if "all" in result:
+        score = 100 * result["all"]["spearman"]["mean"]
+        return score, score
+    if "spearman" in result and "devpearson" in result:
+        return 100 * result["spearman"], 100 * result["devpearson"]
+    if task == "ImageCaptionRetrieval":
+        recalls = list(result["acc"][0][:-1]) + list(result["acc"][-1][:-1])
+        return sum(recalls) / len(recalls), result["devacc"] / 6
+    if "acc" in result and "devacc" in result:
+        return ((result["acc"] + result["f1"]) / 2 if "f1" in result else result["acc"]), result["devacc"]
+    return None
 
-    STS12-16: ``all.spearman.mean``; STS-B and SICK-R: test Spearman of SentEval's regressor;
-    classification: test accuracy; MRPC: the mean of accuracy and F1."""
-    scores: dict[str, float] = {}
-    for task, result in results.items():
-        if "all" in result:
-            scores[task] = 100 * result["all"]["spearman"]["mean"]
-        elif "spearman" in result:
-            scores[task] = 100 * result["spearman"]
-        elif "f1" in result:
-            scores[task] = (result["acc"] + result["f1"]) / 2
-        elif "acc" in result:
-            scores[task] = result["acc"]
-    scores = {task: round(score, 2) for task, score in scores.items()}
-    if scores:
-        scores["downstream"] = round(sum(scores.values()) / len(scores), 2)
+
+def aggregate(results: dict[str, dict]) -> dict[str, float]:
+    """DeCLUTR's aggregation of test scores: one score per task (:func:`task_score`) and the mean
+    of each group of :data:`GROUPS` of which at least one task ran (see :func:`groups`)."""
+    return _aggregate(results, 0)
+
+
+def aggregate_dev(results: dict[str, dict]) -> dict[str, float]:
+    """The dev counterparts of :func:`aggregate` (DeCLUTR's dev aggregate)."""
+    return _aggregate(results, 1)
+
+
+def _aggregate(results: dict[str, dict], which: int) -> dict[str, float]:
+    scores = {task: round(score[which], 2) for task, result in results.items()
+              if (score := task_score(task, result)) is not None}
+    for group, members in GROUPS.items():
+        ran = [scores[task] for task in members if task in scores]
+        if ran:
+            scores[group] = round(sum(ran) / len(ran), 2)
     return scores
+
+
+def groups(results: dict[str, dict]) -> dict[str, dict]:
+    """Per group of :data:`GROUPS` with at least one task run: its test and dev means, how many
+    of its tasks ran (``"coverage": "2 of 17 tasks"``) and which are missing: a partial average
+    is labelled as one."""
+    test, dev = aggregate(results), aggregate_dev(results)
+    summary = {}
+    for group, members in GROUPS.items():
+        if group not in test:
+            continue
+        ran = [task for task in members if task in test]
+        summary[group] = {
+            "test": test[group], "dev": dev[group], "tasks_run": len(ran), "tasks_total": len(members),
+            "coverage": f"{len(ran)} of {len(members)} tasks", "missing": [task for task in members if task not in ran],
+        }
+    return summary
 
 
 def evaluate(
@@ -89,14 +140,16 @@ def evaluate(
     untokenized: bool = False,
     pair_features: str = "senteval",
     on_task: Callable[[str, dict, float], None] | None = None,
+    probing_dir: str | Path | None = None,
 ) -> dict:
     """Score ``embed`` on SentEval ``tasks`` read from ``data_dir``.
 
-    Returns ``{"tasks": {TASK: SentEval-named fields}, "aggregate": {...}, "protocol": {...}}``;
+    Returns ``{"tasks": {TASK: SentEval-named fields}, "aggregate": {...}, "aggregate_dev": {...},
+    "groups": {...}, "protocol": {...}}``;
     deterministic given ``seed`` (and the embeddings). ``settings`` overrides the classifier
     settings (default: the paper's, or SentEval's prototyping ones with ``prototyping``)."""
     names = parse_tasks(tasks)
-    built = build_tasks(names, data_dir, untokenized=untokenized, pair_features=pair_features)
+    built = build_tasks(names, data_dir, untokenized=untokenized, pair_features=pair_features, probing_dir=probing_dir)
     settings = settings or (ClassifierSettings.prototyping() if prototyping else ClassifierSettings.paper())
     results: dict[str, dict] = {}
     for task in built:
@@ -109,6 +162,8 @@ def evaluate(
     return {
         "tasks": results,
         "aggregate": aggregate(results),
+        "aggregate_dev": aggregate_dev(results),
+        "groups": groups(results),
         "protocol": {
             "senteval": "prototyping" if prototyping else "paper",
             **settings.describe(),
@@ -116,8 +171,10 @@ def evaluate(
             "sts_text": "untokenised original/ files" if untokenized else "SentEval tokenised files",
             "pair_features": PAIR_FEATURES[pair_features],
             "relatedness_features": "[|u-v|, u*v]",
-            "aggregate": "STS12-16 all.spearman.mean*100; STS-B/SICK-R test spearman*100 (regressor); "
-                         "classification test acc; MRPC (acc+f1)/2; downstream = mean",
+            "aggregate": "STS12-16 all.spearman.mean*100; STS-B/SICK-R test spearman*100 (regressor; dev: "
+                         "devpearson*100); classification test acc (dev: devacc); MRPC (acc+f1)/2; "
+                         "ImageCaptionRetrieval mean of R@1/5/10 both directions (dev: devacc/6); groups "
+                         "downstream (18 tasks), downstream (-SNLI) (17), probing (10) = means of the tasks run",
         },
     }
 
@@ -133,6 +190,9 @@ def headline(result: dict) -> str:
         if cos:
             text += f"; cosine spearman {100 * cos['spearman']:.2f} pearson {100 * cos['pearson']:.2f}"
         return text
+    if isinstance(result.get("acc"), list):  # ImageCaptionRetrieval
+        return "; ".join(f"{direction} R@1/5/10 {r1:.1f}/{r5:.1f}/{r10:.1f} medr {medr:.0f}"
+                         for direction, (r1, r5, r10, medr) in zip(("i2t", "t2i"), result["acc"]))
     text = f"acc {result['acc']:.2f} (dev {result['devacc']:.2f})"
     if "f1" in result:
         text += f"; f1 {result['f1']:.2f}"
@@ -140,13 +200,15 @@ def headline(result: dict) -> str:
 
 
 def format_table(output: dict) -> str:
-    """A plain-text table: task, DeCLUTR aggregate score, SentEval's fields."""
+    """A plain-text table: task, DeCLUTR aggregate score, SentEval's fields; then each group's
+    mean with how many of its tasks ran."""
     rows = [("task", "score", "details")]
     for task, result in output["tasks"].items():
         score = output["aggregate"].get(task)
         rows.append((task, "" if score is None else f"{score:.2f}", headline(result)))
-    if "downstream" in output["aggregate"]:
-        rows.append(("downstream", f"{output['aggregate']['downstream']:.2f}", "mean of the task scores"))
+    for group, summary in output.get("groups", {}).items():
+        partial = "" if not summary["missing"] else f" (partial: {', '.join(summary['missing'])} not run)"
+        rows.append((group, f"{summary['test']:.2f}", f"mean of {summary['coverage']}; dev {summary['dev']:.2f}{partial}"))
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c}" for a, b, c in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))

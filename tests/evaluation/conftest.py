@@ -9,6 +9,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from declutr.evaluation import ClassifierSettings, evaluate
+
+#: SentEval's protocol with fewer folds and epochs, and ranking folds of 4 images (tiny files)
+FAST = ClassifierSettings.prototyping().but(
+    kfold=3, max_epoch=30, regressor_epochs_per_check=20, regressor_max_epoch=100,
+    ranking_fold_images=4, ranking_projdim=16, ranking_batch_size=32, ranking_contrast=5, ranking_max_epoch=4,
+)
+
 
 def bag_of_words(texts: list[str], dimension: int = 256) -> np.ndarray:
     """A deterministic hashing bag-of-words embedding (enough to learn the tiny tasks)."""
@@ -23,4 +31,11 @@ def bag_of_words(texts: list[str], dimension: int = 256) -> np.ndarray:
 def senteval_dir(tmp_path_factory) -> Path:
     from senteval_files import write_all
 
-    return write_all(tmp_path_factory.mktemp("senteval"))
+    """SentEval's ``data/downstream`` folder (``data/probing`` beside it) with tiny files."""
+    return write_all(tmp_path_factory.mktemp("senteval") / "downstream")
+
+
+@pytest.fixture(scope="session")
+def all_results(senteval_dir):
+    """Every task of ``--tasks all`` on the tiny files, with a bag-of-words embedding."""
+    return evaluate(bag_of_words, "all", senteval_dir, settings=FAST)

@@ -6,8 +6,11 @@ carried by marker words. Deterministic.
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
+
+import numpy as np
 
 FILLER = ["the", "a", "river", "house", "garden", "letter", "morning", "night", "window", "horse", "ship", "captain", "village", "doctor"]
 
@@ -122,4 +125,78 @@ def write_all(root: Path, seed: int = 0) -> Path:
             b = _sentence(rng)
             lines.append(f"{quality}\t{1000 + i}\t{2000 + i}\t{a}\t{a if quality else b}")
         (root / "MRPC" / filename).write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
+
+    write_snli(root / "SNLI", rng)
+    write_coco(root / "COCO", seed=seed)
+    write_probing(root.parent / "probing", rng)
     return root
+
+
+#: SNLI's labels; the tiny files carry each one as a marker word in s2
+SNLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+def write_snli(folder: Path, rng: random.Random, counts=(("train", 120), ("dev", 30), ("test", 30))) -> None:
+    """``s1.SPLIT``, ``s2.SPLIT`` (latin-1, one tokenised sentence a line) and ``labels.SPLIT``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in counts:
+        labels = [SNLI_LABELS[i % 3] for i in range(count)]
+        first = [_sentence(rng) + (" déjà" if i == 0 else "") for i in range(count)]
+        second = [_sentence(rng, f"{label}word") for label in labels]
+        (folder / f"s1.{split}").write_bytes(("\n".join(first) + "\n").encode("latin-1"))
+        (folder / f"s2.{split}").write_bytes(("\n".join(second) + "\n").encode("latin-1"))
+        (folder / f"labels.{split}").write_text("\n".join(labels) + "\n", encoding="utf-8")
+
+
+def coco_split(images: int, seed: int, dim: int = 8, captions_per_image: int = 6) -> dict:
+    """One COCO split as SentEval's pickles hold it: ``features`` [images, dim], per image the ids
+    of its captions (6 here; SentEval uses the first 5), ``captions`` id -> ``cleaned_caption``.
+    Image ``i`` shows concept ``i % dim`` (its feature's largest entry), which its captions name."""
+    rng = np.random.RandomState(seed)
+    concepts = np.arange(images) % dim
+    features = (0.2 * rng.rand(images, dim) + 2 * np.eye(dim)[concepts]).astype(np.float32)
+    captions, image_to_caption_ids = {}, []
+    for image in range(images):
+        ids = [1000 * image + k for k in range(captions_per_image)]
+        image_to_caption_ids.append(ids)
+        for k, caption_id in enumerate(ids):
+            captions[caption_id] = {"cleaned_caption": f"a photo of concept{concepts[image]} number {k}", "id": caption_id}
+    return {"features": features, "image_to_caption_ids": image_to_caption_ids, "captions": captions}
+
+
+def write_coco(folder: Path, seed: int = 0, images=(("train", 40), ("valid", 20), ("test", 20))) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, (split, count) in enumerate(images):
+        (folder / f"{split}.pkl").write_bytes(pickle.dumps(coco_split(count, seed + index), protocol=2))
+
+
+#: each probing task's labels in the tiny files (Depth's numbers sort as strings, as in SentEval)
+PROBING_LABELS = {
+    "sentence_length.txt": ["0", "1", "2", "3", "4", "5"],
+    "word_content.txt": ["apple", "bridge", "candle", "dragon"],
+    "tree_depth.txt": ["5", "6", "7", "8", "9", "10", "11", "12"],
+    "top_constituents.txt": ["NP_VP_.", "PP_NP_VP_.", "OTHER"],
+    "bigram_shift.txt": ["O", "I"],
+    "past_present.txt": ["PRES", "PAST"],
+    "subj_number.txt": ["NN", "NNS"],
+    "obj_number.txt": ["NN", "NNS"],
+    "odd_man_out.txt": ["O", "C"],
+    "coordination_inversion.txt": ["O", "I"],
+}
+#: instances per partition in the tiny probing files
+PROBING_COUNTS = {"tr": 96, "va": 24, "te": 24}
+
+
+def write_probing(folder: Path, rng: random.Random) -> None:
+    """The 10 probing files: ``tr|va|te<TAB>label<TAB>sentence`` (top_constituents.txt carries an
+    extra field before the sentence; the sentence is the last field), ordered by partition."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, labels in PROBING_LABELS.items():
+        lines = []
+        for partition, count in PROBING_COUNTS.items():
+            for i in range(count):
+                label = labels[i % len(labels)]
+                marker = f"m{label.lower().replace('_', '').replace('.', '')}x"
+                extra = "\t(ROOT (S ...))" if filename == "top_constituents.txt" else ""
+                lines.append(f"{partition}\t{label}{extra}\t{_sentence(rng, marker, marker)}")
+        (folder / filename).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -18,7 +18,11 @@ def test_evaluate_command_writes_table_and_json(tiny_bert, senteval_dir, tmp_pat
     saved = json.loads(output.read_text())
     assert set(saved["tasks"]) == {"STS12", "TREC"}
     assert {"acc", "devacc", "ndev", "ntest"} <= set(saved["tasks"]["TREC"])
-    assert set(saved["aggregate"]) == {"STS12", "TREC", "downstream"}
+    assert set(saved["aggregate"]) == {"STS12", "TREC", "downstream", "downstream (-SNLI)"}
+    assert set(saved["aggregate_dev"]) == set(saved["aggregate"])
+    assert saved["groups"]["downstream"]["coverage"] == "2 of 18 tasks"
+    assert saved["groups"]["downstream (-SNLI)"]["coverage"] == "2 of 17 tasks" and "probing" not in saved["groups"]
+    assert "mean of 2 of 17 tasks" in result.output and "partial" in result.output
     assert saved["protocol"]["senteval"] == "prototyping" and saved["protocol"]["seed"] == 2
     assert saved["protocol"]["pair_features"] == "[|u-v|, u*v]"  # the CLI's default is SentEval's
     again = CliRunner().invoke(main, args)
@@ -33,6 +37,12 @@ def test_evaluate_command_user_errors(tiny_bert, senteval_dir, tmp_path):
     assert result.exit_code == 1 and "does not exist" in result.output
     result = runner.invoke(main, ["evaluate", str(tmp_path / "no-model"), "--tasks", "MR", "--data-dir", str(senteval_dir)])
     assert result.exit_code == 1 and "no-model" in result.output
+    # probing files are looked for in --probing-dir, named with what SentEval calls them
+    result = runner.invoke(main, ["evaluate", str(tiny_bert), "--tasks", "Tense", "--data-dir", str(senteval_dir),
+                                  "--probing-dir", str(tmp_path / "probing")])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert f"Tense: missing {tmp_path / 'probing' / 'past_present.txt'}" in result.output
+    assert "data/probing/past_present.txt" in result.output
 
 
 def test_all_minilm_l6_v2_sts_benchmark_matches_published(shared_data):
