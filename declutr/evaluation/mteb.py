@@ -36,6 +36,10 @@ MTEB_TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICK
 Pairs = tuple[list[str], list[str], list[float]]
 
 
+def _not_mteb(name: str) -> DeclutrError:
+    return DeclutrError(f'task "{name}" has no MTEB STS protocol; --protocol mteb scores: {", ".join(MTEB_TASKS)}')
+
+
 def _split(line: str, count: int, where: str) -> list[str]:
     """Tab-separated fields, text kept as stored (only the line ending removed)."""
     fields = line.rstrip("\r\n").split("\t")
@@ -89,7 +93,7 @@ def _rows(task: SentEvalTask, filename: str, header: bool, columns: tuple[int, i
 def mteb_task(name: str, data_dir: str | Path) -> SentEvalTask:
     """The SentEval task ``name`` set up to read the files MTEB's protocol reads."""
     if name not in MTEB_TASKS:
-        raise DeclutrError(f'task "{name}" has no MTEB STS protocol; --protocol mteb scores: {", ".join(MTEB_TASKS)}')
+        raise _not_mteb(name)
     # STS-B: MTEB reads the untokenised canonical file; STS12-16: SentEval's processed files
     return SentEvalTask.by_name(name)(str(data_dir), untokenized=name == "STSBenchmark")
 
@@ -111,7 +115,7 @@ def mteb_subsets(task: SentEvalTask) -> dict[str, Pairs]:
         return {"test": _rows(task, task.splits["test"], False, (5, 6, 4), 7)}
     if isinstance(task, STSTask):
         return _sts_subsets(task)
-    raise DeclutrError(f'task "{task.name}" has no MTEB STS protocol; --protocol mteb scores: {", ".join(MTEB_TASKS)}')
+    raise _not_mteb(task.name)
 
 
 def pooled_scores(similarities: dict[str, np.ndarray], gold: dict[str, list[float]]) -> dict:
@@ -150,7 +154,7 @@ def mteb_task_names(spec: str | list[str]) -> list[str]:
         expanded = list(MTEB_TASKS) if name.lower() in ("all", "downstream", "sts") else parse_tasks([name])
         for task in expanded:
             if task not in MTEB_TASKS:
-                raise DeclutrError(f'task "{task}" has no MTEB STS protocol; --protocol mteb scores: {", ".join(MTEB_TASKS)}')
+                raise _not_mteb(task)
         result.extend(expanded)
     if not result:
         raise DeclutrError(f"no tasks given; e.g. --protocol mteb --tasks {','.join(MTEB_TASKS)}")

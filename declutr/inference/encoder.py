@@ -223,7 +223,7 @@ class Encoder:
         return output
 
     def iter_batches(self, texts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(positions, float32 vectors)`` per length-sorted batch (not normalised here)."""
+        """``(positions, float32 vectors)`` per length-sorted batch (L2-normalised when ``normalize``; never sphereized)."""
         import torch
 
         autocast = self._autocast()
