@@ -25,28 +25,36 @@ import click
               help="MRPC/SICK-E features: senteval = [|u-v|, u*v] as SentEval's code; full = [u, v, |u-v|, u*v].")
 @click.option("--probing-dir", type=click.Path(), default=None,
               help="SentEval's data/probing folder for the probing tasks (default: 'probing' beside --data-dir).")
+@click.option("--protocol", type=click.Choice(["senteval", "mteb"]), default="senteval", show_default=True,
+              help="senteval = SentEval's protocol; mteb = MTEB's STS protocol (STS12-16, STSBenchmark, SICKRelatedness: "
+                   "cosine Spearman over all scored pairs pooled).")
+@click.option("--normalize/--no-normalize", default=None,
+              help="L2-normalise the embeddings, or use the raw pooled vectors (default: the model's own, i.e. "
+                   "normalised when its sentence-transformers modules.json lists Normalize).")
 def command(model, tasks, data_dir, output, prototyping, batch_size, seed, pooler, device, untokenized, pair_features,
-            probing_dir):
+            probing_dir, protocol, normalize):
     """Score MODEL (a run directory, an exported model or a Hugging Face checkpoint) on SentEval tasks."""
     import json
     import time
     from pathlib import Path
 
+    from declutr.evaluation.mteb import mteb_task_names
     from declutr.evaluation.run import build_tasks, evaluate, format_table, parse_tasks
 
     # check the task names and data files before loading the model
-    build_tasks(parse_tasks(tasks), data_dir, untokenized=untokenized, pair_features=pair_features,
+    names = mteb_task_names(tasks) if protocol == "mteb" else parse_tasks(tasks)
+    build_tasks(names, data_dir, untokenized=untokenized, pair_features=pair_features, protocol=protocol,
                 probing_dir=probing_dir)
     from declutr.inference.encoder import Encoder
 
-    encoder = Encoder(model, device=device, batch_size=batch_size, pooler=pooler)
+    encoder = Encoder(model, device=device, batch_size=batch_size, pooler=pooler, normalize=normalize)
     started = time.perf_counter()
 
     def progress(name, result, seconds):
         click.echo(f"{name}: done in {seconds:.1f}s", err=True)
 
     results = evaluate(encoder, tasks, data_dir, seed=seed, prototyping=prototyping, untokenized=untokenized,
-                       pair_features=pair_features, on_task=progress, probing_dir=probing_dir)
+                       pair_features=pair_features, on_task=progress, protocol=protocol, probing_dir=probing_dir)
     results["model"] = str(model)
     results["seconds"] = round(time.perf_counter() - started, 1)
     click.echo(format_table(results))

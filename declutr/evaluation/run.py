@@ -28,6 +28,8 @@ GROUPS = {
 }
 #: the group names ``--tasks`` takes
 TASK_GROUPS = {"downstream": DOWNSTREAM_TASKS, "probing": PROBING_TASKS, "all": DOWNSTREAM_TASKS + PROBING_TASKS}
+#: how ``evaluate`` scores: SentEval's protocol (the default) or MTEB's STS protocol (STS tasks only)
+PROTOCOLS = ("senteval", "mteb")
 
 
 def parse_tasks(spec: str | list[str]) -> list[str]:
@@ -55,8 +57,10 @@ def parse_tasks(spec: str | list[str]) -> list[str]:
     return list(dict.fromkeys(result))
 
 
-def build_tasks(names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "senteval",
-                probing_dir: str | Path | None = None) -> list[SentEvalTask]:
+def build_tasks(
+    names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "senteval",
+    protocol: str = "senteval", probing_dir: str | Path | None = None,
+) -> list[SentEvalTask]:
     """The tasks, after checking that ``data_dir`` (and ``probing_dir``) hold every file they need
     (one error listing all)."""
     data_dir = Path(data_dir)
@@ -64,9 +68,21 @@ def build_tasks(names: list[str], data_dir: str | Path, untokenized: bool = Fals
         raise DeclutrError(f"data directory {data_dir} does not exist (expected SentEval's data/downstream layout)")
     if pair_features not in PAIR_FEATURES:
         raise DeclutrError(f'unknown pair features "{pair_features}"; choose one of: {", ".join(PAIR_FEATURES)}')
-    tasks = [SentEvalTask.by_name(name)(str(data_dir), untokenized=untokenized, pair_features=pair_features,
-                                        probing_dir=None if probing_dir is None else str(probing_dir)) for name in names]
-    missing = [task.missing(path) for task in tasks for path in task.missing_files()]
+    if protocol not in PROTOCOLS:
+        raise DeclutrError(f'unknown protocol "{protocol}"; choose one of: {", ".join(PROTOCOLS)}')
+    if protocol == "mteb":
+        from declutr.evaluation.mteb import mteb_missing_files, mteb_task
+
+        if untokenized:
+            raise DeclutrError("--untokenized does not apply to --protocol mteb (MTEB reads STS12-16's processed files "
+                               "and STS-B's untokenised one)")
+        tasks = [mteb_task(name, data_dir) for name in names]
+        missing = [f"{task.name}: {path}" for task in tasks for path in mteb_missing_files(task)]
+    else:
+        tasks = [SentEvalTask.by_name(name)(str(data_dir), untokenized=untokenized, pair_features=pair_features,
+                                            probing_dir=None if probing_dir is None else str(probing_dir))
+                 for name in names]
+        missing = [task.missing(path) for task in tasks for path in task.missing_files()]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
         raise DeclutrError(f"missing SentEval data files: {'; '.join(missing[:3])}{more}")
@@ -141,30 +157,44 @@ def evaluate(
     pair_features: str = "senteval",
     on_task: Callable[[str, dict, float], None] | None = None,
     probing_dir: str | Path | None = None,
+    protocol: str = "senteval",
 ) -> dict:
     """Score ``embed`` on SentEval ``tasks`` read from ``data_dir``.
 
     Returns ``{"tasks": {TASK: SentEval-named fields}, "aggregate": {...}, "aggregate_dev": {...},
     "groups": {...}, "protocol": {...}}``;
     deterministic given ``seed`` (and the embeddings). ``settings`` overrides the classifier
-    settings (default: the paper's, or SentEval's prototyping ones with ``prototyping``)."""
-    names = parse_tasks(tasks)
-    built = build_tasks(names, data_dir, untokenized=untokenized, pair_features=pair_features, probing_dir=probing_dir)
+    settings (default: the paper's, or SentEval's prototyping ones with ``prototyping``).
+    ``protocol="mteb"`` scores STS12-16, STS-B and SICK-R as MTEB does (``declutr.evaluation.mteb``).
+    ``protocol`` in the result also records how ``embed`` pools and normalises when it can say
+    (an :class:`~declutr.Encoder` can; ``None`` for a plain function)."""
+    if protocol == "mteb":
+        from declutr.evaluation.mteb import MTEB_PROTOCOL, aggregate_mteb, mteb_task_names, run_mteb_task
+
+        names = mteb_task_names(tasks)
+    else:
+        names = parse_tasks(tasks)
+    built = build_tasks(names, data_dir, untokenized=untokenized, pair_features=pair_features, protocol=protocol,
+                        probing_dir=probing_dir)
     settings = settings or (ClassifierSettings.prototyping() if prototyping else ClassifierSettings.paper())
     results: dict[str, dict] = {}
     for task in built:
         started = time.perf_counter()
-        results[task.name] = task.run(embed, settings, seed)
+        results[task.name] = run_mteb_task(task, embed) if protocol == "mteb" else task.run(embed, settings, seed)
         elapsed = time.perf_counter() - started
         logger.info("%s done in %.1fs", task.name, elapsed)
         if on_task is not None:
             on_task(task.name, results[task.name], elapsed)
+    if protocol == "mteb":
+        return {"tasks": results, "aggregate": aggregate_mteb(results),
+                "protocol": {**MTEB_PROTOCOL, **embedding_protocol(embed)}}
     return {
         "tasks": results,
         "aggregate": aggregate(results),
         "aggregate_dev": aggregate_dev(results),
         "groups": groups(results),
         "protocol": {
+            "name": "senteval",
             "senteval": "prototyping" if prototyping else "paper",
             **settings.describe(),
             "seed": seed,
@@ -175,12 +205,41 @@ def evaluate(
                          "devpearson*100); classification test acc (dev: devacc); MRPC (acc+f1)/2; "
                          "ImageCaptionRetrieval mean of R@1/5/10 both directions (dev: devacc/6); groups "
                          "downstream (18 tasks), downstream (-SNLI) (17), probing (10) = means of the tasks run",
+            **embedding_protocol(embed),
         },
     }
 
 
+def embedding_protocol(embed: Embed) -> dict:
+    """How ``embed`` pools and whether its vectors are L2-normalised (``Encoder.describe()``);
+    ``None`` values when ``embed`` cannot say (a plain function)."""
+    describe = getattr(embed, "describe", None) or getattr(getattr(embed, "__self__", None), "describe", None)
+    if describe is None:
+        return {"pooling": None, "normalized": None}
+    return describe()
+
+
+def protocol_header(protocol: dict) -> str:
+    """The table's first line: the protocol, the pooling and whether vectors were normalised."""
+    if protocol.get("name") == "mteb":
+        text = "protocol: MTEB STS (cosine, all scored pairs pooled)"
+    else:
+        text = f"protocol: SentEval ({protocol.get('senteval', 'paper')}, pair features {protocol.get('pair_features')})"
+    pooling = protocol.get("pooling")
+    if pooling is None:
+        return f"{text}; pooling and normalisation: unknown (a plain embedding function)"
+    name = pooling["type"] + ("" if not pooling.get("exclude_special_tokens") else ", special tokens excluded")
+    projection = " + projection head" if protocol.get("projection") else ""
+    normalized = "yes" if protocol.get("normalized") else "no, raw vectors"
+    reason = {"on": "--normalize", "off": "--no-normalize"}.get(protocol.get("normalize"), protocol.get("normalize"))
+    return f"{text}; pooling: {name}{projection}; normalised: {normalized} ({reason})"
+
+
 def headline(result: dict) -> str:
     """The one-line summary of a task's result for the table."""
+    if "subsets" in result:  # MTEB's protocol
+        return (f"cosine spearman {100 * result['spearman']:.2f} pearson {100 * result['pearson']:.2f} "
+                f"over {result['nsamples']} pooled pairs")
     if "all" in result:
         s, p = result["all"]["spearman"], result["all"]["pearson"]
         return f"spearman mean {100 * s['mean']:.2f} (wmean {100 * s['wmean']:.2f}); pearson mean {100 * p['mean']:.2f}"
@@ -209,7 +268,12 @@ def format_table(output: dict) -> str:
     for group, summary in output.get("groups", {}).items():
         partial = "" if not summary["missing"] else f" (partial: {', '.join(summary['missing'])} not run)"
         rows.append((group, f"{summary['test']:.2f}", f"mean of {summary['coverage']}; dev {summary['dev']:.2f}{partial}"))
+    if "average" in output["aggregate"]:
+        rows.append(("average", f"{output['aggregate']['average']:.2f}",
+                     f"mean of the task scores ({output['aggregate']['average_tasks']} MTEB STS tasks)"))
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c}" for a, b, c in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))
+    if "protocol" in output:
+        lines.insert(0, protocol_header(output["protocol"]))
     return "\n".join(lines)

@@ -103,7 +103,9 @@ class Encoder:
         checkpoint) or a Hugging Face hub name.
     device : ``"cuda"``, ``"cpu"``, ... (default: CUDA when available).
     batch_size : texts per forward pass.
-    normalize : L2-normalise every embedding.
+    normalize : L2-normalise every embedding (``True``), never (``False``: the raw pooled
+        vectors, a sentence-transformers ``Normalize`` module switched off) or as the model does
+        (``None``, the default: normalised when the folder's ``modules.json`` lists ``Normalize``).
     sphereize : subtract the centroid of the call's embeddings, then L2-normalise (DeCLUTR's
         "sphereize"); needs at least two texts per call.
     pooler : override the folder's pooling: a registered ``Pooler`` name (``mean``, ``cls``,
@@ -130,7 +132,7 @@ class Encoder:
         model_name_or_path_or_run_dir: str | os.PathLike,
         device: str | None = None,
         batch_size: int = 32,
-        normalize: bool = False,
+        normalize: bool | None = None,
         sphereize: bool = False,
         pooler: str | dict | None = None,
         max_length: int | None = None,
@@ -145,10 +147,15 @@ class Encoder:
             raise DeclutrError(f'long_text must be "truncate" or "chunk", got {long_text!r}')
         if stride and long_text != "chunk":
             raise DeclutrError(f'stride {stride} applies to long_text="chunk" only (long_text is {long_text!r})')
-        self.batch_size, self.normalize, self.sphereize = batch_size, normalize, sphereize
+        self.batch_size, self.sphereize = batch_size, sphereize
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.source, local = resolve_model_path(model_name_or_path_or_run_dir)
         self.model, self.tokenizer, self.head = self._load(self.source, local, pooler)
+        #: whether the model itself normalises (a sentence-transformers ``Normalize`` module)
+        self.model_normalizes = bool(self.head.normalize)
+        self.normalize_choice = "model's own" if normalize is None else "on" if normalize else "off"
+        self.normalize = self.model_normalizes if normalize is None else bool(normalize)
+        self.head.normalize = self.normalize
         self.max_length = max_length or self._model_max_length()
         self.long_text, self.stride, self.long_texts = long_text, stride, 0
         if long_text == "chunk":
@@ -181,7 +188,8 @@ class Encoder:
         if not getattr(tokenizer, "is_fast", False):
             raise DeclutrError(f"{source}: declutr needs a fast (Rust) tokenizer")
         if pooler is not None:
-            head = EmbeddingHead(self._build_pooler(pooler, int(model.config.hidden_size))).to(self.device).eval()
+            pooled = self._build_pooler(pooler, int(model.config.hidden_size))
+            head = EmbeddingHead(pooled, normalize=head.normalize).to(self.device).eval()
         return model, tokenizer, head
 
     @staticmethod
@@ -259,8 +267,8 @@ class Encoder:
         return output
 
     def iter_batches(self, texts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(positions, float32 vectors)`` per length-sorted batch (not normalised here); texts
-        longer than ``max_length`` are truncated (``long_texts`` counts them), whatever ``long_text``."""
+        """``(positions, float32 vectors)`` per length-sorted batch (L2-normalised when ``normalize``; never
+        sphereized); texts longer than ``max_length`` are truncated (``long_texts`` counts them), whatever ``long_text``."""
         import torch
 
         ids, special, owners = self._windows(texts, stride=0)
@@ -422,6 +430,25 @@ class Encoder:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
+
+    def describe(self) -> dict[str, Any]:
+        """How the embeddings are made: the pooling (registered name and arguments), a projection
+        head used at inference, and whether vectors are L2-normalised and why."""
+        from declutr.io.export import describe, registered_name
+        from declutr.modules.poolers import Pooler
+
+        pooler = self.head.pooler
+        try:
+            pooling = {"type": registered_name(pooler, Pooler), **describe(pooler)}
+        except ValueError:
+            pooling = {"type": type(pooler).__name__}
+        return {
+            "pooling": pooling,
+            "projection": self.head.projects_at_inference,
+            "normalized": self.normalize or self.sphereize,
+            "normalize": "sphereize" if self.sphereize else self.normalize_choice,
+            "model_normalizes": self.model_normalizes,
+        }
 
     def __repr__(self) -> str:
         return f"Encoder({self.source!r}, device={str(self.device)!r}, dimension={self.dimension})"
