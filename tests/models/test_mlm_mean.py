@@ -5,12 +5,12 @@ two gloo processes whose DDP-averaged gradient must be the single-process one.""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from declutr_process import free_port
 from modelhelpers import make_batch
 
 from declutr.core.construct import build
@@ -96,12 +96,6 @@ def worker(rank: int, port: int, path: str, output: str) -> None:
         torch.save(results, os.path.join(output, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="gloo is not available")

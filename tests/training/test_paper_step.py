@@ -5,13 +5,12 @@ reach the same weights over 4 steps."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed
-from declutr_process import run_declutr
+from declutr_process import free_port, run_declutr, tiny_model_without_dropout
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -23,22 +22,12 @@ CONFIG = Path(__file__).resolve().parents[2] / "training_config" / "declutr_smal
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from declutr.testing import make_tiny_model, write_documents
+    from declutr.testing import write_documents
 
     root = tmp_path_factory.mktemp("paper-step")
-    model = make_tiny_model(root / "model", "roberta")
-    config_file = model / "config.json"  # no dropout: one process and four must see the same network
-    settings = json.loads(config_file.read_text())
-    settings.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    config_file.write_text(json.dumps(settings))
+    model = tiny_model_without_dropout(root / "model")  # one process and four see the same network
     # 64 documents: 4 steps of the paper's 16 documents
     return root, model, write_documents(root / "docs.jsonl", count=64, words=200)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def train(setup, name: str, gpus: int, overrides: dict | None = None) -> Path:
