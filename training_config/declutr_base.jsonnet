@@ -35,6 +35,8 @@ lib.declutr {
     mlm_weight: 1,
     mlm_probability: 0.15,       // BERT masking of the anchors
     scale_fix: false,            // the paper trained without the multi-GPU gradient fix
+    mlm_global_mean: false,      // masked LM: each GPU's own mean over its masked tokens, as the reference
+    mlm_mean_groups: null,       // (declutr_*_paper_step.jsonnet: the 4-GPU mean on any number of GPUs)
 
     // optimisation
     batch_size: 4,               // documents per GPU per step (8 anchors)

@@ -18,19 +18,26 @@ class MaskedLanguageModelingLoss(Loss):
     than averaging per-sub-batch means, which would weight tokens unequally.
     A batch with no masked position gives a zero loss that still reaches the logits (rather than
     NaN), so distributed gradient reduction sees every parameter.
+    ``weights`` (one per label, e.g. ``declutr.modules.distributed.masked_lm_weights``) make the
+    loss the weighted sum of the masked tokens' losses instead of their mean.
     """
 
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         selected = labels != -100
         if not bool(selected.any()):
             return logits.sum() * 0.0
         # at least float32 (half-precision logits are upcast), float64 kept
-        return F.cross_entropy(logits[selected].to(torch.promote_types(logits.dtype, torch.float32)), labels[selected])
+        logits = logits[selected].to(torch.promote_types(logits.dtype, torch.float32))
+        if weights is None:
+            return F.cross_entropy(logits, labels[selected])
+        losses = F.cross_entropy(logits, labels[selected], reduction="none")
+        return (losses * weights[selected].to(losses.dtype)).sum()
 
-    def summed(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The sum (not the mean) of the masked tokens' cross-entropies: a group encoded in chunks
-        adds its chunks' sums and divides once by the group's masked-token count (the cached
+    def summed(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The sum (not the mean) of the masked tokens' cross-entropies, each times its weight
+        when ``weights`` are given: a group encoded in chunks adds its chunks' sums (the cached
         contrastive step). No masked token gives a zero that still reaches the logits."""
         selected = labels != -100
         logits = logits[selected].to(torch.promote_types(logits.dtype, torch.float32))
-        return F.cross_entropy(logits, labels[selected], reduction="sum")
+        losses = F.cross_entropy(logits, labels[selected], reduction="none")
+        return losses.sum() if weights is None else (losses * weights[selected].to(losses.dtype)).sum()

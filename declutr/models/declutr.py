@@ -21,7 +21,7 @@ from declutr.models.model import (
     mean_per_anchor,
     require,
 )
-from declutr.modules.distributed import gather_with_grad, share_of_global_mean, world_size
+from declutr.modules.distributed import gather_with_grad, masked_lm_weights, world_size
 from declutr.modules.encoders import TextEncoder
 from declutr.modules.heads import FeedForward
 from declutr.modules.poolers import Pooler
@@ -47,10 +47,15 @@ class DeclutrModel(Model):
     loss: the contrastive loss [nt_xent with temperature 0.05].
     contrastive_weight: weight of the contrastive term [1]; 0 turns it off.
     mlm_weight: weight of the masked-LM term [1]; 0 turns it off.
-    scale_fix: make the averaged gradient of several processes that of one process on the whole
-        batch: the contrastive loss is multiplied by the number of processes, and each rank's
-        masked-LM mean is weighted by its share of all masked tokens (off in the paper's configs,
-        which reproduce the reference: per-rank means, contrastive gradient 1/processes too small).
+    scale_fix: multiply the contrastive loss by the number of processes, as the reference's PR #212,
+        so that its DDP-averaged gradient is that of one process on the whole batch (off in the
+        paper's configs: the paper's contrastive gradient was 1/processes of that).
+    mlm_global_mean: make the masked-LM term the mean over every masked token of the step, on
+        every rank, instead of each rank's own mean (the reference); with ``scale_fix`` both terms
+        are then those of one process on the whole batch.
+    mlm_mean_groups: make the masked-LM term the mean of this many group means, the step's
+        anchors (in rank order) cut into equal groups. 4 on any number of processes is the
+        reference's 4-GPU term (the mean of the four ranks' own means); null: each rank's own mean.
     max_padding_fraction: run anchors and positives as length-sorted sub-batches, each trimmed
         to its longest span and at most this fraction padding [0.2]; null: each group padded to
         its longest span. Losses and gradients are equal up to rounding; only the speed changes.
@@ -69,6 +74,8 @@ class DeclutrModel(Model):
         contrastive_weight: float = 1.0,
         mlm_weight: float = 1.0,
         scale_fix: bool = False,
+        mlm_global_mean: bool = False,
+        mlm_mean_groups: Annotated[int, AtLeast(1)] | None = None,
         max_padding_fraction: float | None = DEFAULT_MAX_PADDING_FRACTION,
         contrastive_chunk_size: Annotated[int, AtLeast(1)] | None = None,
         tokenizer: PreTrainedTokenizerBase | None = None,
@@ -80,6 +87,8 @@ class DeclutrModel(Model):
                 "both losses are off (contrastive_weight and mlm_weight are 0): turn on at least one "
                 "(contrastive-only: mlm_weight 0; MLM-only: contrastive_weight 0)"
             )
+        if mlm_global_mean and mlm_mean_groups is not None:
+            raise ValueError("set mlm_global_mean or mlm_mean_groups, not both (mlm_global_mean is mlm_mean_groups 1)")
         built_encoder = build_encoder(encoder, masked_language_modeling=mlm_weight > 0)
         super().__init__(
             built_encoder,
@@ -93,6 +102,7 @@ class DeclutrModel(Model):
         self.contrastive_weight = contrastive_weight
         self.mlm_weight = mlm_weight
         self.scale_fix = scale_fix
+        self.mlm_mean_groups = 1 if mlm_global_mean else mlm_mean_groups
         self._warned_masked_anchors = False
 
     @property
@@ -119,7 +129,9 @@ class DeclutrModel(Model):
         if not self.uses_mlm and labels is not None and not self._warned_masked_anchors:
             logger.warning("the anchors are masked but mlm_weight is 0: the contrastive loss sees masked anchors")
             self._warned_masked_anchors = True
-        groups = [TextGroup(anchors, labels if self.uses_mlm else None, embed=self.uses_contrastive)]
+        mlm_labels = labels if self.uses_mlm else None
+        weights = None if mlm_labels is None else masked_lm_weights(mlm_labels, self.mlm_mean_groups)
+        groups = [TextGroup(anchors, mlm_labels, embed=self.uses_contrastive, mlm_weights=weights)]
         if self.uses_contrastive:
             positives = require(
                 batch, "positives", "the contrastive loss needs positives; set contrastive_weight 0 for MLM-only"
@@ -130,13 +142,13 @@ class DeclutrModel(Model):
     def contrastive_losses(
         self, embeddings: list[torch.Tensor | None], mlm_loss: torch.Tensor | None, batch: dict
     ) -> dict[str, torch.Tensor]:
-        """``contrastive_weight * contrastive + mlm_weight * mlm``, with ``scale_fix``'s factors."""
+        """``contrastive_weight * contrastive + mlm_weight * mlm``, with ``scale_fix``'s factor
+        (``mlm`` arrives already averaged as ``mlm_global_mean``/``mlm_mean_groups`` ask: the
+        anchors' ``TextGroup.mlm_weights``)."""
         anchors = batch["anchors"]
         output: dict[str, torch.Tensor] = {}
         total = anchors["input_ids"].new_zeros((), dtype=torch.float32)
         if self.uses_mlm:
-            if self.scale_fix:  # this rank's share of the mean over every rank's masked tokens
-                mlm_loss = mlm_loss * share_of_global_mean((anchors["mlm_labels"] != -100).sum())
             total = total + self.mlm_weight * mlm_loss
             output["mlm_loss"] = mlm_loss.detach()
         if self.uses_contrastive:

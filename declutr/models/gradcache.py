@@ -7,19 +7,20 @@ needed to turn the gradient with respect to an embedding into parameter gradient
 
 1. pass 1 runs every chunk of every text group (``Model.text_groups``, chunks of at most
    ``contrastive_chunk_size`` texts) through the encoder without autograd, keeping only the
-   embeddings (and the masked-LM loss's sum over the chunk's masked tokens), and the RNG state
+   embeddings (and the chunk's part of the masked-LM term: its masked tokens' losses times
+   their weights, 1/all masked tokens of the group unless ``TextGroup.mlm_weights``), and the RNG state
    each chunk started from;
 2. ``Model.contrastive_losses`` computes the loss terms, with autograd, from the embeddings taken
    as leaves (float32) and the masked-LM mean taken as a leaf: its gradient with respect to each
    is cached;
 3. pass 2 re-runs each chunk with autograd from its saved RNG state (the same dropout masks, on
    CPU and CUDA) and back-propagates ``embedding . cached gradient`` plus the chunk's share of the
-   masked-LM term (``d loss / d mlm * chunk sum / all masked tokens``).
+   masked-LM term (``d loss / d mlm * chunk's weighted sum``).
 
 Every weighting of the terms is ``contrastive_losses``' own, so the gradient equals the uncached
 step's on the same chunks up to rounding. Memory holds one chunk's activations plus the
 embeddings; the price is one more forward pass per chunk. The collectives of the losses (the
-gather of embeddings, ``scale_fix``'s masked-token count) run once per step, as uncached.
+gather of embeddings, ``mlm_mean_groups``' masked-token counts) run once per step, as uncached.
 """
 
 from __future__ import annotations
@@ -58,21 +59,22 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
     groups = model.text_groups(batch)
     device = groups[0].tensors["input_ids"].device
     plans = [model.sub_batches(group.tensors["attention_mask"]) for group in groups]
+    token_weights = [None if group.mlm_labels is None else plan.split(_token_weights(group)) for group, plan in zip(groups, plans)]
 
     # Pass 1: every chunk without autograd.
     states: list[list[RngState]] = []
     embeddings: list[torch.Tensor | None] = []
     mlm_sum = None
     with torch.no_grad():
-        for group, plan in zip(groups, plans):
+        for group, plan, weights in zip(groups, plans, token_weights):
             group_states, pieces = [], []
-            for chunk in model.chunks(group, plan):
+            for number, chunk in enumerate(model.chunks(group, plan)):
                 group_states.append(rng_state(device))
                 chunk_embeddings, logits, targets = model.encode_chunk(*chunk, embed=group.embed)
                 if chunk_embeddings is not None:
                     pieces.append(chunk_embeddings)
                 if logits is not None:
-                    chunk_sum = model.mlm_loss.summed(logits, targets)
+                    chunk_sum = model.mlm_loss.summed(logits, targets, _selected(weights[number], chunk[3]))
                     mlm_sum = chunk_sum if mlm_sum is None else mlm_sum + chunk_sum
             states.append(group_states)
             if pieces:
@@ -80,10 +82,7 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
                 embeddings.append(rows.to(torch.promote_types(rows.dtype, torch.float32)).requires_grad_())
             else:
                 embeddings.append(None)
-    masked_tokens = mlm_leaf = None
-    if mlm_sum is not None:
-        masked_tokens = sum((group.mlm_labels != -100).sum() for group in groups if group.mlm_labels is not None)
-        mlm_leaf = (mlm_sum / masked_tokens.clamp(min=1)).requires_grad_()
+    mlm_leaf = None if mlm_sum is None else mlm_sum.requires_grad_()
 
     # The losses on the embeddings as leaves; their gradients are cached.
     with torch.enable_grad():
@@ -100,7 +99,7 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
             backward(sum((p * g).sum() for p, g in own))
 
     # Pass 2: each chunk again, with autograd and its pass-1 dropout masks.
-    for group, plan, group_states, group_embeddings in zip(groups, plans, states, embeddings):
+    for group, plan, group_states, group_embeddings, weights in zip(groups, plans, states, embeddings, token_weights):
         gradient = cached.get(id(group_embeddings)) if group_embeddings is not None else None
         labels = group.mlm_labels if mlm_gradient is not None else None
         if gradient is None and labels is None:
@@ -121,7 +120,21 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
                     chunk_gradient = gradient if rows is None else gradient.index_select(0, rows)
                     terms.append((chunk_embeddings.to(chunk_gradient.dtype) * chunk_gradient).sum())
                 if logits is not None:
-                    terms.append(mlm_gradient * model.mlm_loss.summed(logits, targets) / masked_tokens.clamp(min=1))
+                    terms.append(mlm_gradient * model.mlm_loss.summed(logits, targets, _selected(weights[number], chunk_labels)))
             with outside_autocast(device):
                 backward(sum(terms))
     return {key: value.detach() for key, value in output.items()}
+
+
+def _token_weights(group) -> torch.Tensor:
+    """Each masked token's weight in the masked-LM term (``[N, L]``): ``group.mlm_weights``, or
+    1 / the group's masked-token count (the plain mean over the group's masked tokens)."""
+    if group.mlm_weights is not None:
+        return group.mlm_weights
+    masked = (group.mlm_labels != -100).to(torch.float64)
+    return masked / masked.sum().clamp(min=1)
+
+
+def _selected(weights: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """A chunk's weights at its masked positions, in ``encode_chunk``'s order of the targets."""
+    return weights[labels != -100]

@@ -31,12 +31,15 @@ class TextGroup:
 
     ``tensors``: ``input_ids``, ``attention_mask`` and optionally ``special_tokens_mask`` (``[N, L]``);
     ``mlm_labels``: the masked-LM labels when the pass also gives the masked-LM logits (DeCLUTR's
-    masked anchors); ``embed``: whether the losses use the group's embeddings.
+    masked anchors); ``embed``: whether the losses use the group's embeddings; ``mlm_weights``
+    (``[N, L]``, optional): each masked token's weight, the masked-LM term then being the weighted
+    sum of the token losses instead of their mean (``declutr.modules.distributed.masked_lm_weights``).
     """
 
     tensors: dict[str, torch.Tensor]
     mlm_labels: torch.Tensor | None = None
     embed: bool = True
+    mlm_weights: torch.Tensor | None = None
 
 
 class Model(torch.nn.Module, Registrable):
@@ -155,8 +158,16 @@ class Model(torch.nn.Module, Registrable):
             group_embeddings, logits, targets = self.encode_group(group)
             embeddings.append(group_embeddings)
             if logits is not None:
-                mlm_loss = self.mlm_loss(logits, targets)
+                mlm_loss = self.mlm_loss(logits, targets, self.masked_token_weights(group))
         return self.contrastive_losses(embeddings, mlm_loss, batch)
+
+    def masked_token_weights(self, group: TextGroup) -> torch.Tensor | None:
+        """``group.mlm_weights`` at the masked positions, in ``encode_group``'s order of the targets."""
+        if group.mlm_weights is None:
+            return None
+        plan = self.sub_batches(group.tensors["attention_mask"])
+        split = zip(plan.split(group.mlm_weights), plan.split(group.mlm_labels))
+        return torch.cat([weights[labels != -100] for weights, labels in split])
 
     def forward_backward(self, batch: dict, backward: Callable[[torch.Tensor], None]) -> dict[str, torch.Tensor]:
         """One training micro-batch: the loss terms (detached), with ``backward`` (the trainer's:

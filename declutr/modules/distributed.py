@@ -4,7 +4,8 @@
 tensor (which carries one), so every rank back-propagates through its own examples only.
 DDP then averages the per-rank gradients, which makes the contrastive gradient
 ``1 / world_size`` of the single-process gradient on the concatenated batch; multiplying the
-loss by the world size (``scale_fix``) restores it.
+loss by the world size (``scale_fix``, as the reference's PR #212) restores it. The masked-LM
+term is each rank's own mean unless ``masked_lm_weights`` reweights it.
 """
 
 from __future__ import annotations
@@ -35,18 +36,6 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     dist.all_gather(gathered, tensor.detach())
     gathered[dist.get_rank()] = tensor
     return torch.cat(gathered, dim=0)
-
-
-def share_of_global_mean(count: torch.Tensor) -> torch.Tensor:
-    """``world_size * count / sum(count over ranks)``: the factor that turns this rank's mean over
-    its ``count`` items into its part of the mean over every rank's items once DDP averages the
-    gradients (and once the logged values are averaged over ranks). 1 without a process group."""
-    if not is_distributed():
-        return torch.ones((), device=count.device)
-    local = count.detach().to(torch.float64).reshape(())
-    total = local.clone()
-    dist.all_reduce(total)
-    return (dist.get_world_size() * local / total.clamp(min=1)).to(torch.float32)
 
 
 def average_gradients(parameters) -> None:
@@ -92,3 +81,35 @@ def _buckets(tensors: list[torch.Tensor], elements: int) -> list[list[torch.Tens
             buckets.append([tensor])
             size = tensor.numel()
     return buckets
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def masked_lm_weights(labels: torch.Tensor, groups: int | None) -> torch.Tensor | None:
+    """Per-position weights ``[N, L]`` (0 where ``labels`` is -100) that make this rank's
+    weighted sum of masked-token losses its part of the mean over ``groups`` group means,
+    once DDP averages the gradients (and the logged values are averaged over ranks).
+
+    The step's anchor rows, concatenated in rank order (the data loader's order), are cut into
+    ``groups`` equal runs; each run's loss is the mean over its masked tokens, wherever they
+    are, and the term is the mean of the run means. A token of run ``g`` weighs
+    ``world_size / (groups * masked tokens of run g on every rank)``. ``groups == world_size``
+    is each rank's own mean, 1 the mean over every masked token of the step. ``None``: no
+    weights (the plain mean over this rank's masked tokens, without communication).
+    """
+    if groups is None:
+        return None
+    processes, rows = world_size(), labels.size(0)
+    if (processes * rows) % groups:
+        raise ValueError(
+            f"mlm_mean_groups: {processes * rows} anchors per step ({processes} process(es) x {rows}) "
+            f"cannot be cut into {groups} equal groups"
+        )
+    masked = labels != -100
+    group = (rank() * rows + torch.arange(rows, device=labels.device)) // (processes * rows // groups)
+    counts = torch.zeros(groups, dtype=torch.float64, device=labels.device)
+    counts.index_add_(0, group, masked.sum(dim=1).to(torch.float64))
+    if is_distributed():
+        dist.all_reduce(counts)
+    per_row = (processes / groups) / counts.clamp(min=1)[group]
+    return masked * per_row.to(torch.float32).unsqueeze(1)

@@ -7,12 +7,12 @@ gradient on the concatenated batch; without it, it is ``1 / world_size`` of it.
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from declutr_process import free_port
 from modelhelpers import make_batch
 
 WORLD_SIZE = 2
@@ -68,12 +68,6 @@ def worker(rank: int, port: int, path: str, output: str) -> None:
         torch.save(results, os.path.join(output, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")

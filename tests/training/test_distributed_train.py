@@ -4,13 +4,12 @@ the same global batch: one run directory and the same loss curve when ``scale_fi
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 import torch.distributed
-from declutr_process import run_declutr
+from declutr_process import free_port, run_declutr, tiny_model_without_dropout
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -24,7 +23,8 @@ local m = std.extVar("M");
                     span_sampler: { num_anchors: 2, num_positives: 2, min_span_len: 8, max_span_len: 32 } },
   train_data_path: std.extVar("DATA"),
   data_loader: { batch_size: 2, drop_last: true },
-  model: { type: "declutr", encoder: { model_name: m }, loss: { type: "nt_xent", temperature: 0.05 }, scale_fix: true },
+  model: { type: "declutr", encoder: { model_name: m }, loss: { type: "nt_xent", temperature: 0.05 },
+           scale_fix: true, mlm_global_mean: true },
   trainer: { num_epochs: 2, optimizer: { type: "adamw", lr: 1e-3, correct_bias: false, weight_decay: 0.1 },
              grad_norm: 1.0, log_every: 1, checkpoint_every: 2, show_progress: false },
   distributed: { cuda_devices: [-1, -1], master_port: std.parseInt(std.extVar("PORT")) },
@@ -35,14 +35,8 @@ local m = std.extVar("M");
 
 @pytest.fixture(scope="module")
 def experiment(documents_file, tmp_path_factory):
-    from declutr.testing import make_tiny_model
-
     root = tmp_path_factory.mktemp("distributed")
-    model = make_tiny_model(root / "model", "roberta")
-    config_file = model / "config.json"  # no dropout: one process and two must see the same network
-    settings = json.loads(config_file.read_text())
-    settings.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    config_file.write_text(json.dumps(settings))
+    model = tiny_model_without_dropout(root / "model")  # one process and two see the same network
     (root / "exp.jsonnet").write_text(CONFIG)
     return root, model, documents_file
 
@@ -52,12 +46,6 @@ def train(experiment, run_dir: Path, overrides: dict | None = None, launcher=(sy
     ext_vars = [f"M={model}", f"DATA={data}", f"PORT={free_port()}"]
     args = ["train", root / "exp.jsonnet", "-s", run_dir, *(a for v in ext_vars for a in ("--ext-var", v))]
     return run_declutr(*args, *(["--overrides", json.dumps(overrides)] if overrides else []), launcher=launcher)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def curve(run_dir: Path) -> list[tuple[float, float]]:

@@ -53,6 +53,8 @@ def test_the_expected_configs_are_shipped():
         "isbert.jsonnet",
         "declutr_small_paper2020.jsonnet",
         "declutr_base_paper2020.jsonnet",
+        "declutr_small_paper_step.jsonnet",
+        "declutr_base_paper_step.jsonnet",
     }
 
 
@@ -81,6 +83,8 @@ def assert_declutr_paper_values(config: dict, model: str) -> None:
         "contrastive_weight": 1,
         "mlm_weight": 1,
         "scale_fix": False,
+        "mlm_global_mean": False,
+        "mlm_mean_groups": None,
     }
     assert trainer["optimizer"] == {
         "type": "adamw",
@@ -132,6 +136,30 @@ def test_paper2020_minimum_is_counted_in_words(documents, tiny_roberta, tmp_path
     assert f"{corpus}:5: document of 127 whitespace words, shorter than the minimum 128" in result.stderr
     result = CliRunner().invoke(main, ["train", str(CONFIG_DIR / "declutr_small.jsonnet"), "-s", str(tmp_path / "subwords"), *args])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("size", ["small", "base"])
+@pytest.mark.parametrize(("gpus", "documents", "weight"), [(1, 16, 0.25), (2, 8, 0.5), (4, 4, 1), (8, 2, 2)])
+def test_paper_step_on_any_number_of_gpus(size, gpus, documents, weight):
+    """The paper's 4 GPUs x 4 documents step: 16 / N documents per GPU, contrastive weight N / 4
+    (DDP's average over N), the masked-LM term the mean of the 4 paper ranks' means; all else as
+    the plain file."""
+    config = resolve_experiment(str(CONFIG_DIR / f"declutr_{size}_paper_step.jsonnet"), None, (f"GPUS={gpus}",))
+    assert config["data_loader"]["batch_size"] == documents
+    assert config["model"]["contrastive_weight"] == weight and config["model"]["mlm_mean_groups"] == 4
+    assert config["distributed"] == (None if gpus == 1 else {"cuda_devices": list(range(gpus))})
+    plain = resolve(f"declutr_{size}.jsonnet")
+    for key, value in (("data_loader", "batch_size"), ("model", "contrastive_weight"), ("model", "mlm_mean_groups")):
+        config[key][value] = plain[key][value]
+    config["distributed"] = None
+    assert config == plain
+    if gpus == 4:
+        assert_declutr_paper_values(plain, "roberta-base" if size == "base" else "distilroberta-base")
+
+
+def test_paper_step_refuses_a_number_of_gpus_that_does_not_split_16_documents():
+    with pytest.raises(Exception, match="GPUS must be 1, 2, 4 or 8"):
+        resolve_experiment(str(CONFIG_DIR / "declutr_base_paper_step.jsonnet"), None, ("GPUS=3",))
 
 
 def test_declutr_jsonnet_needs_the_model(tmp_path):
@@ -257,6 +285,8 @@ def training_overrides(name: str, data: dict[str, Path]) -> dict:
     if name.startswith(("simcse_unsup", "isbert")):
         return {"train_data_path": str(data["sentences"]), "data_loader.batch_size": 4, **quick}
     spans = {"dataset_reader.span_sampler.min_span_len": 8, "dataset_reader.span_sampler.max_span_len": 32}
+    if "paper_step" in name:  # 16 documents per step: more than the tiny corpus holds
+        spans["data_loader.batch_size"] = 4
     return {"train_data_path": str(data["documents"]), **({} if name == "quickstart.jsonnet" else spans), **quick}
 
 

@@ -36,7 +36,8 @@ local knownHyperparameters = {
   declutr: optimizer + [
     "transformer_model", "max_length", "num_anchors", "num_positives", "min_span_len", "max_span_len",
     "sampling_strategy", "span_unit", "mlm_probability", "batch_size", "num_workers", "pooler", "temperature",
-    "contrastive_weight", "mlm_weight", "scale_fix", "cut_frac", "ratio", "reproduce_lazy_bug", "short_documents",
+    "contrastive_weight", "mlm_weight", "scale_fix", "mlm_global_mean", "mlm_mean_groups", "cut_frac", "ratio",
+    "reproduce_lazy_bug", "short_documents",
   ],
   transformer: ["transformer_model", "pooler"],
   simcse: optimizer + [
@@ -95,6 +96,8 @@ local onlyKnown(template, h) =
       contrastive_weight: h.contrastive_weight,
       mlm_weight: h.mlm_weight,
       scale_fix: h.scale_fix,
+      mlm_global_mean: h.mlm_global_mean,
+      mlm_mean_groups: h.mlm_mean_groups,
     },
     trainer: {
       num_epochs: h.num_epochs,
