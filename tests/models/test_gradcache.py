@@ -53,6 +53,8 @@ def simcse_batch(tokenizer) -> dict:
 
 CASES = {
     "declutr": ({"type": "declutr"}, declutr_batch),
+    # the masked-LM term as the mean of per-anchor means: unequal token weights through the cache
+    "declutr_mlm_mean_groups": ({"type": "declutr", "mlm_mean_groups": len(ANCHORS)}, declutr_batch),
     "declutr_contrastive_only": (
         {"type": "declutr", "mlm_weight": 0},
         lambda t: make_batch(t, ANCHORS, POSITIVES, masked=False),

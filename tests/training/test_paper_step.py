@@ -87,6 +87,11 @@ def test_one_process_trains_the_four_process_step(setup):
     assert largest_difference(curve(one), reference) < 1e-5
     assert largest_weight_difference(one, four) < 1e-5
 
+    # the same step through the cached contrastive step (chunks of 3 texts) on one process
+    cached = train(setup, "cached", gpus=1, overrides={"model.contrastive_chunk_size": 3})
+    assert largest_difference(curve(cached), reference) < 1e-5
+    assert largest_weight_difference(cached, four) < 1e-5
+
     # the plain one-process step on the same 16 documents (weights 1:1, one masked-LM mean) is
     # another objective: the test tells the two apart
     plain = train(setup, "plain", gpus=1, overrides={"model.contrastive_weight": 1, "model.mlm_mean_groups": None})
