@@ -3,6 +3,6 @@
 //     --overrides '{"train_data_path": "data/owt.txt"}'
 (import "declutr_base.jsonnet") + {
   hyperparameters+:: {
-    transformer_model: std.extVar("TRANSFORMER_MODEL"),
+    model_name: std.extVar("TRANSFORMER_MODEL"),
   },
 }

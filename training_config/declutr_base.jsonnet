@@ -13,7 +13,7 @@ local lib = import "lib/declutr.libsonnet";
 
 lib.declutr {
   hyperparameters:: {
-    transformer_model: lib.extVarOr("TRANSFORMER_MODEL", "roberta-base"),
+    model_name: lib.extVarOr("TRANSFORMER_MODEL", "roberta-base"),
     max_length: null,            // model inputs up to the model maximum: 512 with special tokens
 
     // span sampling
@@ -21,8 +21,8 @@ lib.declutr {
     num_positives: 2,            // P: positives per anchor
     min_span_len: 32,            // span lengths in tokens
     max_span_len: 512,
-    sampling_strategy: "default",  // positives adjacent to, overlapping or inside their anchor
-    span_unit: "subword",        // tokens are the model tokenizer's subwords
+    strategy: "default",  // positives adjacent to, overlapping or inside their anchor
+    unit: "subword",        // tokens are the model tokenizer's subwords
     // a document shorter than num_anchors * max_span_len * 2 = 2048 tokens stops the run before
     // training (file:line, length, how many), as the reference's ValueError did; "skip" skips
     // and counts them (a WARNING with their share, and in the run summary)

@@ -8,7 +8,7 @@
 //     --overrides '{"train_data_path": "data/owt-words.txt"}'
 (import "declutr_base.jsonnet") + {
   hyperparameters+:: {
-    span_unit: "whitespace",     // span lengths and the 2048 minimum in whitespace words
+    unit: "whitespace",     // span lengths and the 2048 minimum in whitespace words
     max_length: null,            // each span truncated to the model maximum: 512 with special tokens
   },
 }

@@ -8,6 +8,6 @@ local lib = import "lib/declutr.libsonnet";
 
 (import "declutr_base.jsonnet") + {
   hyperparameters+:: {
-    transformer_model: lib.extVarOr("TRANSFORMER_MODEL", "distilroberta-base"),
+    model_name: lib.extVarOr("TRANSFORMER_MODEL", "distilroberta-base"),
   },
 }

@@ -7,6 +7,6 @@ local lib = import "lib/declutr.libsonnet";
 
 (import "declutr_base_paper2020.jsonnet") + {
   hyperparameters+:: {
-    transformer_model: lib.extVarOr("TRANSFORMER_MODEL", "distilroberta-base"),
+    model_name: lib.extVarOr("TRANSFORMER_MODEL", "distilroberta-base"),
   },
 }

@@ -9,7 +9,7 @@ local lib = import "lib/declutr.libsonnet";
 
 lib.isbert {
   hyperparameters:: {
-    transformer_model: lib.extVarOr("TRANSFORMER_MODEL", "bert-base-uncased"),
+    model_name: lib.extVarOr("TRANSFORMER_MODEL", "bert-base-uncased"),
     max_length: 130,             // reference code: 128 tokens plus [CLS] and [SEP]
 
     kernel_sizes: [1, 3, 5],     // one 1-D convolution per window size

@@ -9,7 +9,7 @@ local lib = import "lib/declutr.libsonnet";
 
 lib.simcse {
   hyperparameters:: {
-    transformer_model: lib.extVarOr("TRANSFORMER_MODEL", "bert-base-uncased"),
+    model_name: lib.extVarOr("TRANSFORMER_MODEL", "bert-base-uncased"),
     reader: "simcse_supervised",
     max_length: 32,              // from SimCSE's run script (the same as unsupervised)
 

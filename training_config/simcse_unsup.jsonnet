@@ -8,7 +8,7 @@ local lib = import "lib/declutr.libsonnet";
 
 lib.simcse {
   hyperparameters:: {
-    transformer_model: lib.extVarOr("TRANSFORMER_MODEL", "bert-base-uncased"),
+    model_name: lib.extVarOr("TRANSFORMER_MODEL", "bert-base-uncased"),
     reader: "simcse_unsupervised",
     max_length: 32,              // tokens per sentence, special tokens included
     // dropout 0.1 is the checkpoint's own (hidden_dropout_prob / attention_probs_dropout_prob);

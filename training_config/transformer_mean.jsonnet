@@ -6,7 +6,7 @@ local lib = import "lib/declutr.libsonnet";
 
 lib.transformer {
   hyperparameters:: {
-    transformer_model: lib.extVarOr("TRANSFORMER_MODEL", "distilroberta-base"),
+    model_name: lib.extVarOr("TRANSFORMER_MODEL", "distilroberta-base"),
     pooler: "mean",  // all non-padding tokens, special tokens included
   },
 }

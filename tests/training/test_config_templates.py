@@ -32,3 +32,18 @@ def test_a_known_hyperparameter_changes_the_final_key(tmp_path):
     result = run_declutr("config", config)
     assert result.returncode == 0, result.stderr
     assert '"mlm_weight": 0' in result.stdout
+
+
+def test_hyperparameters_share_the_final_keys_names_and_old_names_say_so(tmp_path):
+    config = tmp_path / "exp.jsonnet"
+    config.write_text(
+        f'(import "{CONFIGS}/declutr_base.jsonnet") + {{ hyperparameters+:: {{ model_name: "m", strategy: "subsuming", unit: "whitespace" }} }}\n'
+    )
+    result = run_declutr("config", config)
+    assert result.returncode == 0, result.stderr
+    for key in ('"model_name": "m"', '"strategy": "subsuming"', '"unit": "whitespace"'):
+        assert key in result.stdout
+    config.write_text(f'(import "{CONFIGS}/declutr_base.jsonnet") + {{ hyperparameters+:: {{ span_unit: "whitespace" }} }}\n')
+    result = run_declutr("config", config)
+    assert result.returncode == 1
+    assert "unknown hyperparameters of the declutr template: span_unit (renamed unit) (known: " in result.stderr

@@ -26,7 +26,7 @@ local adamw(h) = {
   parameter_groups: [[noDecay, { weight_decay: 0.0 }]],
 };
 
-local encoder(h) = { type: "transformer", model_name: h.transformer_model };
+local encoder(h) = { type: "transformer", model_name: h.model_name };
 
 // The hyperparameters each template reads: the one place to add a knob (a template that reads a
 // new one lists it here). Any other name in an experiment's `hyperparameters` is an error, so a
@@ -34,29 +34,34 @@ local encoder(h) = { type: "transformer", model_name: h.transformer_model };
 local knownHyperparameters = {
   local optimizer = ["lr", "eps", "correct_bias", "weight_decay", "grad_norm", "use_amp", "num_epochs"],
   declutr: optimizer + [
-    "transformer_model", "max_length", "num_anchors", "num_positives", "min_span_len", "max_span_len",
-    "sampling_strategy", "span_unit", "mlm_probability", "batch_size", "num_workers", "pooler", "temperature",
+    "model_name", "max_length", "num_anchors", "num_positives", "min_span_len", "max_span_len",
+    "strategy", "unit", "mlm_probability", "batch_size", "num_workers", "pooler", "temperature",
     "contrastive_weight", "mlm_weight", "scale_fix", "mlm_global_mean", "mlm_mean_groups", "cut_frac", "ratio",
     "reproduce_lazy_bug", "short_documents",
   ],
-  transformer: ["transformer_model", "pooler"],
+  transformer: ["model_name", "pooler"],
   simcse: optimizer + [
-    "transformer_model", "max_length", "reader", "batch_size", "num_workers", "pooler", "temperature",
+    "model_name", "max_length", "reader", "batch_size", "num_workers", "pooler", "temperature",
     "hard_negative_weight", "warmup_steps", "evaluate_every", "senteval_dir", "seed",
   ],
   isbert: optimizer + [
-    "transformer_model", "max_length", "batch_size", "num_workers", "kernel_sizes", "out_channels", "cnn_activation",
+    "model_name", "max_length", "batch_size", "num_workers", "kernel_sizes", "out_channels", "cnn_activation",
     "warmup_ratio",
   ],
 };
+
+// Names of earlier releases: each hyperparameter now has its final key's name (one name per knob).
+local renamedHyperparameters = { transformer_model: "model_name", sampling_strategy: "strategy", span_unit: "unit" };
 
 // true, or an error naming every hyperparameter `template` does not know.
 local onlyKnown(template, h) =
   local known = std.set(knownHyperparameters[template]);
   local unknown = std.setDiff(std.set(std.objectFieldsAll(h)), known);
+  local describe(name) =
+    if std.objectHas(renamedHyperparameters, name) then "%s (renamed %s)" % [name, renamedHyperparameters[name]] else name;
   std.length(unknown) == 0 || error (
     "unknown hyperparameters of the %s template: %s (known: %s)"
-    % [template, std.join(", ", unknown), std.join(", ", known)]
+    % [template, std.join(", ", std.map(describe, unknown)), std.join(", ", known)]
   );
 
 {
@@ -72,15 +77,15 @@ local onlyKnown(template, h) =
     hyperparameters:: error "set hyperparameters (see declutr_base.jsonnet)",
     dataset_reader: {
       type: "declutr",
-      tokenizer: { model_name: h.transformer_model, max_length: h.max_length },
+      tokenizer: { model_name: h.model_name, max_length: h.max_length },
       span_sampler: {
         type: "declutr",
         num_anchors: h.num_anchors,
         num_positives: h.num_positives,
         min_span_len: h.min_span_len,
         max_span_len: h.max_span_len,
-        strategy: h.sampling_strategy,
-        unit: h.span_unit,
+        strategy: h.strategy,
+        unit: h.unit,
       },
       mlm_probability: h.mlm_probability,
       short_documents: h.short_documents,
@@ -121,7 +126,7 @@ local onlyKnown(template, h) =
     local h = self.hyperparameters,
     assert onlyKnown("transformer", self.hyperparameters),
     hyperparameters:: error "set hyperparameters (see transformer_mean.jsonnet)",
-    dataset_reader: { type: "declutr", tokenizer: { model_name: h.transformer_model } },  // only its tokenizer is used
+    dataset_reader: { type: "declutr", tokenizer: { model_name: h.model_name } },  // only its tokenizer is used
     train_data_path: null,
     // mlm_weight 0: the encoder is loaded (and exported) without its masked-LM head
     model: { type: "declutr", encoder: encoder(h), pooler: { type: h.pooler }, mlm_weight: 0 },
@@ -137,7 +142,7 @@ local onlyKnown(template, h) =
     hyperparameters:: error "set hyperparameters (see simcse_unsup.jsonnet)",
     dataset_reader: {
       type: h.reader,
-      tokenizer: { model_name: h.transformer_model, max_length: h.max_length },
+      tokenizer: { model_name: h.model_name, max_length: h.max_length },
     },
     train_data_path: null,
     validation_data_path: null,
@@ -173,7 +178,7 @@ local onlyKnown(template, h) =
     local h = self.hyperparameters,
     assert onlyKnown("isbert", self.hyperparameters),
     hyperparameters:: error "set hyperparameters (see isbert.jsonnet)",
-    dataset_reader: { type: "isbert", tokenizer: { model_name: h.transformer_model, max_length: h.max_length } },
+    dataset_reader: { type: "isbert", tokenizer: { model_name: h.model_name, max_length: h.max_length } },
     train_data_path: null,
     validation_data_path: null,
     data_loader: { batch_size: h.batch_size, num_workers: h.num_workers, drop_last: true },
