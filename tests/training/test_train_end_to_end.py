@@ -72,6 +72,22 @@ def test_train_resume_after_sigkill_reaches_the_same_weights(experiment):
         torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-6, msg=name)
 
 
+def test_the_cached_contrastive_step_resumes_exactly_after_sigkill(experiment):
+    root = experiment[0]
+    cached = ("--overrides", '{"model.contrastive_chunk_size": 1}')  # dropout on: the RNG replay must resume too
+    reference = train(experiment, root / "cached_reference", *cached)
+    assert reference.returncode == 0, reference.stderr
+    killed = train(experiment, root / "cached_killed", *cached, "--include-package", "declutr_kill_at_step",
+                   env={"DECLUTR_KILL_AT_STEP": "5"})
+    assert killed.returncode == -9
+    recovered = train(experiment, root / "cached_killed", *cached, "--recover")
+    assert recovered.returncode == 0, recovered.stderr
+    expected, actual = weights(root / "cached_reference"), weights(root / "cached_killed")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-6, msg=name)
+
+
 def test_run_directory_rules(experiment, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "something").write_text("x")
