@@ -127,7 +127,9 @@ def default_documents(limit: int) -> list[str]:
     return make_documents(limit, 2000)
 
 
-def long_texts(model: str, documents: list[str], batch_size: int = 32, device: str | None = None, stride: int = 0) -> dict:
+def long_texts(
+    model: str, documents: list[str], batch_size: int = 32, device: str | None = None, stride: int = 0
+) -> dict:
     """``Encoder(long_text="chunk")`` on whole documents against ``"truncate"``: documents/s and
     tokens read per second of each (one timed pass after a warm-up on one document), and how
     often a 60-word passage from three quarters into a document finds that document first among
@@ -141,13 +143,24 @@ def long_texts(model: str, documents: list[str], batch_size: int = 32, device: s
     for document in documents:
         words = document.split()
         start = int(len(words) * 0.75)
-        passages.append(" ".join(words[start:start + 60]))
-    result = {"benchmark": "long_texts", "model": str(model), "device": device, "documents": len(documents),
-              "batch_size": batch_size, "stride": stride, "modes": {}}
+        passages.append(" ".join(words[start : start + 60]))
+    result = {
+        "benchmark": "long_texts",
+        "model": str(model),
+        "device": device,
+        "documents": len(documents),
+        "batch_size": batch_size,
+        "stride": stride,
+        "modes": {},
+    }
     for mode in ("truncate", "chunk"):
-        encoder = Encoder(model, device=device, batch_size=batch_size, long_text=mode, stride=stride if mode == "chunk" else 0)
+        encoder = Encoder(
+            model, device=device, batch_size=batch_size, long_text=mode, stride=stride if mode == "chunk" else 0
+        )
         encoder(documents[:1], show_progress=False)  # warm-up
-        lengths = [len(ids) for ids in encoder.tokenizer(documents, add_special_tokens=False, verbose=False)["input_ids"]]
+        lengths = [
+            len(ids) for ids in encoder.tokenizer(documents, add_special_tokens=False, verbose=False)["input_ids"]
+        ]
         start = time.perf_counter()
         vectors = encoder(documents, show_progress=False)
         if device.startswith("cuda"):

@@ -8,17 +8,35 @@ import click
 @click.command("embed")
 @click.argument("model")
 @click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npy to write ([N, D] float32).")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npy to write ([N, D] float32)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Texts per forward pass.")
 @click.option("--normalize", is_flag=True, help="L2-normalise every embedding.")
-@click.option("--format", "input_format", type=click.Choice(["auto", "text", "jsonl"]), default="auto", show_default=True,
-              help="text: one text per line; jsonl: a JSON string or object per line; auto: jsonl for .jsonl/.ndjson.")
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(["auto", "text", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="text: one text per line; jsonl: a JSON string or object per line; auto: jsonl for .jsonl/.ndjson.",
+)
 @click.option("--field", default="text", show_default=True, help="The JSON-lines field holding the text.")
 @click.option("--pooler", default=None, help="Override the model's pooling (mean, cls, max, ...).")
-@click.option("--long-text", type=click.Choice(["truncate", "chunk"]), default="truncate", show_default=True,
-              help="A text longer than the model's limit: truncate it, or chunk it into windows of the limit and combine them.")
-@click.option("--stride", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --long-text chunk: the tokens each window shares with the one before it.")
+@click.option(
+    "--long-text",
+    type=click.Choice(["truncate", "chunk"]),
+    default="truncate",
+    show_default=True,
+    help="A text longer than the model's limit: truncate it, or chunk it into windows of the limit and combine them.",
+)
+@click.option(
+    "--stride",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --long-text chunk: the tokens each window shares with the one before it.",
+)
 @click.option("--device", default=None, help="cuda, cpu, ... (default: CUDA when available).")
 def command(model, input_file, output, batch_size, normalize, input_format, field, pooler, long_text, stride, device):
     """Embed every text of INPUT with MODEL into OUT.npy, in order, streaming (constant memory)."""

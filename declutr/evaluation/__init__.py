@@ -20,6 +20,15 @@ from declutr.evaluation.run import (
 from declutr.evaluation.tasks import SentEvalTask
 
 __all__ = [
-    "DOWNSTREAM_TASKS", "GROUPS", "PROBING_TASKS", "ClassifierSettings", "SentEvalTask", "aggregate", "aggregate_dev",
-    "evaluate", "format_table", "groups", "parse_tasks",
+    "DOWNSTREAM_TASKS",
+    "GROUPS",
+    "PROBING_TASKS",
+    "ClassifierSettings",
+    "SentEvalTask",
+    "aggregate",
+    "aggregate_dev",
+    "evaluate",
+    "format_table",
+    "groups",
+    "parse_tasks",
 ]

@@ -74,8 +74,13 @@ class ClassifierSettings:
 
     def describe(self) -> dict:
         return {
-            "classifier": "logistic regression (torch)", "optim": self.optim, "batch_size": self.batch_size,
-            "tenacity": self.tenacity, "epoch_size": self.epoch_size, "max_epoch": self.max_epoch, "kfold": self.kfold,
+            "classifier": "logistic regression (torch)",
+            "optim": self.optim,
+            "batch_size": self.batch_size,
+            "tenacity": self.tenacity,
+            "epoch_size": self.epoch_size,
+            "max_epoch": self.max_epoch,
+            "kfold": self.kfold,
         }
 
 
@@ -163,7 +168,9 @@ class LogisticRegression:
     best model (by dev accuracy) for ``l2[r]``.
     """
 
-    def __init__(self, in_features: int, n_classes: int, l2=(0.0,), settings: ClassifierSettings | None = None, seed: int = 1111):
+    def __init__(
+        self, in_features: int, n_classes: int, l2=(0.0,), settings: ClassifierSettings | None = None, seed: int = 1111
+    ):
         import torch
 
         self.settings = settings or ClassifierSettings()
@@ -204,7 +211,7 @@ class LogisticRegression:
             for _ in range(s.epoch_size):
                 permutation = self.rng.permutation(len(train_x))
                 for start in range(0, len(train_x), s.batch_size):
-                    index = torch.from_numpy(permutation[start:start + s.batch_size])
+                    index = torch.from_numpy(permutation[start : start + s.batch_size])
                     batch_x = train_x.index_select(0, index)
                     probs = torch.softmax((batch_x @ weight).view(len(index), repeats, classes), dim=-1)
                     residual = (probs - onehot.index_select(0, index)[:, None, :]).view(len(index), -1)
@@ -215,7 +222,7 @@ class LogisticRegression:
             for r in np.flatnonzero(active):
                 if accuracy[r] > best[r]:
                     best[r] = accuracy[r]
-                    best_weight[:, r * classes:(r + 1) * classes] = weight[:, r * classes:(r + 1) * classes]
+                    best_weight[:, r * classes : (r + 1) * classes] = weight[:, r * classes : (r + 1) * classes]
                 else:
                     if waited[r] >= s.tenacity:
                         active[r] = False
@@ -228,7 +235,7 @@ class LogisticRegression:
         return (predictions == y[:, None]).float().mean(0).numpy().astype(np.float64)
 
     def predict(self, x, which: int = 0) -> np.ndarray:
-        columns = self.weight[:, which * self.n_classes:(which + 1) * self.n_classes]
+        columns = self.weight[:, which * self.n_classes : (which + 1) * self.n_classes]
         return (_with_bias_column(x) @ columns).argmax(-1).numpy()
 
     def score(self, x, y, which: int = 0) -> float:
@@ -252,7 +259,9 @@ def inner_kfold(x, y, n_classes: int, settings: ClassifierSettings, seed: int) -
         per_fold = []
         for inner_train, inner_test in stratified_kfold(y_train, settings.kfold, 1111):
             model = LogisticRegression(x.shape[1], n_classes, L2_GRID, settings, seed)
-            per_fold.append(model.fit(x_train[inner_train], y_train[inner_train], dev=(x_train[inner_test], y_train[inner_test])))
+            per_fold.append(
+                model.fit(x_train[inner_train], y_train[inner_train], dev=(x_train[inner_test], y_train[inner_test]))
+            )
         scores = [round(100 * float(np.mean(column)), 2) for column in np.asarray(per_fold).T]
         chosen = L2_GRID[int(np.argmax(scores))]
         dev_scores.append(max(scores))
@@ -269,7 +278,9 @@ def kfold(train_x, train_y, test_x, test_y, n_classes: int, settings: Classifier
     per_fold = []
     for train_index, test_index in stratified_kfold(train_y, settings.kfold, seed):
         model = LogisticRegression(train_x.shape[1], n_classes, L2_GRID, settings, seed)
-        per_fold.append(model.fit(train_x[train_index], train_y[train_index], dev=(train_x[test_index], train_y[test_index])))
+        per_fold.append(
+            model.fit(train_x[train_index], train_y[train_index], dev=(train_x[test_index], train_y[test_index]))
+        )
     scores = [round(100 * float(np.mean(column)), 2) for column in np.asarray(per_fold).T]
     chosen = L2_GRID[int(np.argmax(scores))]
     model = LogisticRegression(train_x.shape[1], n_classes, (chosen,), settings, seed)
@@ -345,7 +356,7 @@ def relatedness(train_x, train_scores, dev_x, dev_scores, test_x, settings: Clas
         for _ in range(settings.regressor_epochs_per_check):
             permutation = rng.permutation(len(train_x))
             for start in range(0, len(train_x), batch_size):
-                index = torch.from_numpy(permutation[start:start + batch_size])
+                index = torch.from_numpy(permutation[start : start + batch_size])
                 batch_x = train_x.index_select(0, index)
                 probs = torch.softmax(batch_x @ weight, dim=-1)
                 d_probs = (probs - target.index_select(0, index)).mul_(2.0 / probs.numel())  # d(MSE)/d(probs)
@@ -431,9 +442,12 @@ def ranking(train: tuple, dev: tuple, test: tuple, settings: ClassifierSettings,
             for fold in range(RANKING_FOLDS):
                 n = s.ranking_fold_images
                 image_ranks, caption_ranks = retrieval_ranks(
-                    project(0, images[fold * n:(fold + 1) * n]), project(1, text[5 * fold * n:5 * (fold + 1) * n]))
+                    project(0, images[fold * n : (fold + 1) * n]), project(1, text[5 * fold * n : 5 * (fold + 1) * n])
+                )
                 folds.append((recalls(image_ranks), recalls(caption_ranks)))
-        image_to_text, text_to_image = (tuple(float(np.mean([f[d][m] for f in folds])) for m in range(4)) for d in (0, 1))
+        image_to_text, text_to_image = (
+            tuple(float(np.mean([f[d][m] for f in folds])) for m in range(4)) for d in (0, 1)
+        )
         score = float(np.mean([sum(f[0][:3]) + sum(f[1][:3]) for f in folds]))
         return score, image_to_text, text_to_image
 
@@ -442,12 +456,16 @@ def ranking(train: tuple, dev: tuple, test: tuple, settings: ClassifierSettings,
     while epoch <= s.ranking_max_epoch:
         permutation = rng.permutation(n)
         for start in range(0, n, s.ranking_batch_size):
-            index = permutation[start:start + s.ranking_batch_size]
+            index = permutation[start : start + s.ranking_batch_size]
             b = len(index)
             contrast = []
-            for _ in range(2):  # SentEval's np.random.choice over the permutation minus this batch, images then captions
+            for _ in range(
+                2
+            ):  # SentEval's np.random.choice over the permutation minus this batch, images then captions
                 j = rng.randint(0, n - b, s.ranking_contrast * b)
-                contrast.append(torch.as_tensor(np.where(j < start, permutation[j], permutation[np.minimum(j + b, n - 1)])))
+                contrast.append(
+                    torch.as_tensor(np.where(j < start, permutation[j], permutation[np.minimum(j + b, n - 1)]))
+                )
             index = torch.as_tensor(index)
             image = project(0, train_images[(index // 5).to(device)])  # [b, P]
             text = project(1, train_text[index.to(device)])
@@ -456,8 +474,9 @@ def ranking(train: tuple, dev: tuple, test: tuple, settings: ClassifierSettings,
             anchor = (image * text).sum(-1, keepdim=True)  # [b, 1]
             image_vs_text_c = (image[:, None, :] * text_c).sum(-1)  # [b, contrast]
             text_vs_image_c = (text[:, None, :] * image_c).sum(-1)
-            loss = ((s.ranking_margin - anchor + image_vs_text_c).clamp(min=0).sum()
-                    + (s.ranking_margin - anchor + text_vs_image_c).clamp(min=0).sum())
+            loss = (s.ranking_margin - anchor + image_vs_text_c).clamp(min=0).sum() + (
+                s.ranking_margin - anchor + text_vs_image_c
+            ).clamp(min=0).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -178,8 +178,8 @@ def aggregate_mteb(results: dict[str, dict]) -> dict:
 MTEB_PROTOCOL = {
     "name": "mteb",
     "sts": "cosine similarity of the two embeddings; Spearman and Pearson over all of a task's scored test "
-           "pairs pooled into one list (no per-subset mean, no regressor)",
+    "pairs pooled into one list (no per-subset mean, no regressor)",
     "sts_text": "as stored: STS12-16 SentEval's processed top-level files; STS-B the untokenised original/sts-test.csv; "
-                "SICK-R all pairs of SICK_train, SICK_trial and SICK_test_annotated",
+    "SICK-R all pairs of SICK_train, SICK_trial and SICK_test_annotated",
     "aggregate": "task score = pooled cosine spearman*100; average = mean over the tasks run",
 }

@@ -15,8 +15,24 @@ logger = logging.getLogger(__name__)
 
 #: SentEval's downstream tasks in the paper's order (DeCLUTR's "downstream" group: 18 tasks)
 DOWNSTREAM_TASKS = (
-    "STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICKRelatedness",
-    "MR", "CR", "SUBJ", "MPQA", "SST2", "SST5", "TREC", "MRPC", "SICKEntailment", "SNLI", "ImageCaptionRetrieval",
+    "STS12",
+    "STS13",
+    "STS14",
+    "STS15",
+    "STS16",
+    "STSBenchmark",
+    "SICKRelatedness",
+    "MR",
+    "CR",
+    "SUBJ",
+    "MPQA",
+    "SST2",
+    "SST5",
+    "TREC",
+    "MRPC",
+    "SICKEntailment",
+    "SNLI",
+    "ImageCaptionRetrieval",
 )
 #: SentEval's 10 probing tasks (data/probing)
 PROBING_TASKS = tuple(PROBING_FILES)
@@ -51,15 +67,21 @@ def parse_tasks(spec: str | list[str]) -> list[str]:
             else:
                 suggestion = closest(name, [*available, *TASK_GROUPS])
                 hint = f'; did you mean "{suggestion}"?' if suggestion else ""
-                raise DeclutrError(f'unknown task "{name}"{hint} available: {", ".join(available)} '
-                                   f'or a group: {", ".join(TASK_GROUPS)}')
+                raise DeclutrError(
+                    f'unknown task "{name}"{hint} available: {", ".join(available)} '
+                    f"or a group: {', '.join(TASK_GROUPS)}"
+                )
         result.append(name)
     return list(dict.fromkeys(result))
 
 
 def build_tasks(
-    names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "senteval",
-    protocol: str = "senteval", probing_dir: str | Path | None = None,
+    names: list[str],
+    data_dir: str | Path,
+    untokenized: bool = False,
+    pair_features: str = "senteval",
+    protocol: str = "senteval",
+    probing_dir: str | Path | None = None,
 ) -> list[SentEvalTask]:
     """The tasks, after checking that ``data_dir`` (and ``probing_dir``) hold every file they need
     (one error listing all)."""
@@ -74,14 +96,22 @@ def build_tasks(
         from declutr.evaluation.mteb import mteb_missing_files, mteb_task
 
         if untokenized:
-            raise DeclutrError("--untokenized does not apply to --protocol mteb (MTEB reads STS12-16's processed files "
-                               "and STS-B's untokenised one)")
+            raise DeclutrError(
+                "--untokenized does not apply to --protocol mteb (MTEB reads STS12-16's processed files "
+                "and STS-B's untokenised one)"
+            )
         tasks = [mteb_task(name, data_dir) for name in names]
         missing = [f"{task.name}: {path}" for task in tasks for path in mteb_missing_files(task)]
     else:
-        tasks = [SentEvalTask.by_name(name)(str(data_dir), untokenized=untokenized, pair_features=pair_features,
-                                            probing_dir=None if probing_dir is None else str(probing_dir))
-                 for name in names]
+        tasks = [
+            SentEvalTask.by_name(name)(
+                str(data_dir),
+                untokenized=untokenized,
+                pair_features=pair_features,
+                probing_dir=None if probing_dir is None else str(probing_dir),
+            )
+            for name in names
+        ]
         missing = [task.missing(path) for task in tasks for path in task.missing_files()]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
@@ -120,8 +150,11 @@ def aggregate_dev(results: dict[str, dict]) -> dict[str, float]:
 
 
 def _aggregate(results: dict[str, dict], which: int) -> dict[str, float]:
-    scores = {task: round(score[which], 2) for task, result in results.items()
-              if (score := task_score(task, result)) is not None}
+    scores = {
+        task: round(score[which], 2)
+        for task, result in results.items()
+        if (score := task_score(task, result)) is not None
+    }
     for group, members in GROUPS.items():
         ran = [scores[task] for task in members if task in scores]
         if ran:
@@ -140,8 +173,12 @@ def groups(results: dict[str, dict]) -> dict[str, dict]:
             continue
         ran = [task for task in members if task in test]
         summary[group] = {
-            "test": test[group], "dev": dev[group], "tasks_run": len(ran), "tasks_total": len(members),
-            "coverage": f"{len(ran)} of {len(members)} tasks", "missing": [task for task in members if task not in ran],
+            "test": test[group],
+            "dev": dev[group],
+            "tasks_run": len(ran),
+            "tasks_total": len(members),
+            "coverage": f"{len(ran)} of {len(members)} tasks",
+            "missing": [task for task in members if task not in ran],
         }
     return summary
 
@@ -174,8 +211,14 @@ def evaluate(
         names = mteb_task_names(tasks)
     else:
         names = parse_tasks(tasks)
-    built = build_tasks(names, data_dir, untokenized=untokenized, pair_features=pair_features, protocol=protocol,
-                        probing_dir=probing_dir)
+    built = build_tasks(
+        names,
+        data_dir,
+        untokenized=untokenized,
+        pair_features=pair_features,
+        protocol=protocol,
+        probing_dir=probing_dir,
+    )
     settings = settings or (ClassifierSettings.prototyping() if prototyping else ClassifierSettings.paper())
     results: dict[str, dict] = {}
     for task in built:
@@ -186,8 +229,11 @@ def evaluate(
         if on_task is not None:
             on_task(task.name, results[task.name], elapsed)
     if protocol == "mteb":
-        return {"tasks": results, "aggregate": aggregate_mteb(results),
-                "protocol": {**MTEB_PROTOCOL, **embedding_protocol(embed)}}
+        return {
+            "tasks": results,
+            "aggregate": aggregate_mteb(results),
+            "protocol": {**MTEB_PROTOCOL, **embedding_protocol(embed)},
+        }
     return {
         "tasks": results,
         "aggregate": aggregate(results),
@@ -202,9 +248,9 @@ def evaluate(
             "pair_features": PAIR_FEATURES[pair_features],
             "relatedness_features": "[|u-v|, u*v]",
             "aggregate": "STS12-16 all.spearman.mean*100; STS-B/SICK-R test spearman*100 (regressor; dev: "
-                         "devpearson*100); classification test acc (dev: devacc); MRPC (acc+f1)/2; "
-                         "ImageCaptionRetrieval mean of R@1/5/10 both directions (dev: devacc/6); groups "
-                         "downstream (18 tasks), downstream (-SNLI) (17), probing (10) = means of the tasks run",
+            "devpearson*100); classification test acc (dev: devacc); MRPC (acc+f1)/2; "
+            "ImageCaptionRetrieval mean of R@1/5/10 both directions (dev: devacc/6); groups "
+            "downstream (18 tasks), downstream (-SNLI) (17), probing (10) = means of the tasks run",
             **embedding_protocol(embed),
         },
     }
@@ -224,7 +270,9 @@ def protocol_header(protocol: dict) -> str:
     if protocol.get("name") == "mteb":
         text = "protocol: MTEB STS (cosine, all scored pairs pooled)"
     else:
-        text = f"protocol: SentEval ({protocol.get('senteval', 'paper')}, pair features {protocol.get('pair_features')})"
+        text = (
+            f"protocol: SentEval ({protocol.get('senteval', 'paper')}, pair features {protocol.get('pair_features')})"
+        )
     pooling = protocol.get("pooling")
     if pooling is None:
         return f"{text}; pooling and normalisation: unknown (a plain embedding function)"
@@ -238,8 +286,10 @@ def protocol_header(protocol: dict) -> str:
 def headline(result: dict) -> str:
     """The one-line summary of a task's result for the table."""
     if "subsets" in result:  # MTEB's protocol
-        return (f"cosine spearman {100 * result['spearman']:.2f} pearson {100 * result['pearson']:.2f} "
-                f"over {result['nsamples']} pooled pairs")
+        return (
+            f"cosine spearman {100 * result['spearman']:.2f} pearson {100 * result['pearson']:.2f} "
+            f"over {result['nsamples']} pooled pairs"
+        )
     if "all" in result:
         s, p = result["all"]["spearman"], result["all"]["pearson"]
         return f"spearman mean {100 * s['mean']:.2f} (wmean {100 * s['wmean']:.2f}); pearson mean {100 * p['mean']:.2f}"
@@ -250,8 +300,10 @@ def headline(result: dict) -> str:
             text += f"; cosine spearman {100 * cos['spearman']:.2f} pearson {100 * cos['pearson']:.2f}"
         return text
     if isinstance(result.get("acc"), list):  # ImageCaptionRetrieval
-        return "; ".join(f"{direction} R@1/5/10 {r1:.1f}/{r5:.1f}/{r10:.1f} medr {medr:.0f}"
-                         for direction, (r1, r5, r10, medr) in zip(("i2t", "t2i"), result["acc"]))
+        return "; ".join(
+            f"{direction} R@1/5/10 {r1:.1f}/{r5:.1f}/{r10:.1f} medr {medr:.0f}"
+            for direction, (r1, r5, r10, medr) in zip(("i2t", "t2i"), result["acc"])
+        )
     text = f"acc {result['acc']:.2f} (dev {result['devacc']:.2f})"
     if "f1" in result:
         text += f"; f1 {result['f1']:.2f}"
@@ -267,10 +319,17 @@ def format_table(output: dict) -> str:
         rows.append((task, "" if score is None else f"{score:.2f}", headline(result)))
     for group, summary in output.get("groups", {}).items():
         partial = "" if not summary["missing"] else f" (partial: {', '.join(summary['missing'])} not run)"
-        rows.append((group, f"{summary['test']:.2f}", f"mean of {summary['coverage']}; dev {summary['dev']:.2f}{partial}"))
+        rows.append(
+            (group, f"{summary['test']:.2f}", f"mean of {summary['coverage']}; dev {summary['dev']:.2f}{partial}")
+        )
     if "average" in output["aggregate"]:
-        rows.append(("average", f"{output['aggregate']['average']:.2f}",
-                     f"mean of the task scores ({output['aggregate']['average_tasks']} MTEB STS tasks)"))
+        rows.append(
+            (
+                "average",
+                f"{output['aggregate']['average']:.2f}",
+                f"mean of the task scores ({output['aggregate']['average_tasks']} MTEB STS tasks)",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     lines = [f"{a:<{widths[0]}}  {b:>{widths[1]}}  {c}" for a, b, c in rows]
     lines.insert(1, "-" * max(len(line) for line in lines))

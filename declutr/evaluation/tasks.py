@@ -111,8 +111,9 @@ class SentEvalTask(Registrable):
     #: what SentEval's download script calls the task's files (named when one is missing)
     source: ClassVar[str] = DOWNLOAD_SCRIPT
 
-    def __init__(self, data_dir: str, untokenized: bool = False, pair_features: str = "senteval",
-                 probing_dir: str | None = None):
+    def __init__(
+        self, data_dir: str, untokenized: bool = False, pair_features: str = "senteval", probing_dir: str | None = None
+    ):
         self.data_dir = Path(data_dir)
         self.untokenized = untokenized
         if pair_features not in PAIR_FEATURES:
@@ -160,8 +161,15 @@ class SentEvalTask(Registrable):
         for where, line in self.lines(filename, encoding, header):
             yield where, _fields(line, min_fields, where)
 
-    def read_pairs(self, filename: str, columns: tuple[int, int, int], min_fields: int, value: Callable,
-                   encoding: str = "utf-8", header: bool = False) -> tuple[list[str], list[str], list]:
+    def read_pairs(
+        self,
+        filename: str,
+        columns: tuple[int, int, int],
+        min_fields: int,
+        value: Callable,
+        encoding: str = "utf-8",
+        header: bool = False,
+    ) -> tuple[list[str], list[str], list]:
         """The two sentences and ``value(field, where)`` of the columns ``columns`` of each row."""
         first, second, values = [], [], []
         for where, fields in self.rows(filename, min_fields, encoding, header):
@@ -294,7 +302,9 @@ class RelatednessTask(SentEvalTask):
 
     def load(self, split: str) -> tuple[list[str], list[str], np.ndarray]:
         """One split's pairs and scores, sorted by length as SentEval does."""
-        first, second, scores = self.read_pairs(self.splits[split], self.columns, self.min_fields, _score, header=self.header)
+        first, second, scores = self.read_pairs(
+            self.splits[split], self.columns, self.min_fields, _score, header=self.header
+        )
         (first, second), scores = length_sorted([first, second], scores)
         return first, second, np.asarray(scores)
 
@@ -308,8 +318,13 @@ class RelatednessTask(SentEvalTask):
         groups = [group for split in ("train", "dev", "test") for group in data[split][:2]]
         train_u, train_v, dev_u, dev_v, test_u, test_v = embed_all(embed, *groups)
         dev_pearson, predicted = classifiers.relatedness(
-            pair_features(train_u, train_v), data["train"][2], pair_features(dev_u, dev_v), data["dev"][2],
-            pair_features(test_u, test_v), settings, seed,
+            pair_features(train_u, train_v),
+            data["train"][2],
+            pair_features(dev_u, dev_v),
+            data["dev"][2],
+            pair_features(test_u, test_v),
+            settings,
+            seed,
         )
         gold = data["test"][2]
         return {
@@ -320,7 +335,7 @@ class RelatednessTask(SentEvalTask):
             "ntest": len(gold),
             "cosine": correlations(cosine_rows(test_u, test_v), gold),
             "protocol": "pearson/spearman/mse: SentEval regressor on [|u-v|, u*v] (train, dev-selected), test set; "
-                        "cosine: cosine similarity on the test set",
+            "cosine: cosine similarity on the test set",
         }
 
 
@@ -338,7 +353,11 @@ class SICKRelatedness(RelatednessTask):
     """SICK relatedness (header, then pair_ID, sentence_A, sentence_B, relatedness, entailment)."""
 
     folder = "SICK"
-    splits: ClassVar[dict[str, str]] = {"train": "SICK_train.txt", "dev": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
+    splits: ClassVar[dict[str, str]] = {
+        "train": "SICK_train.txt",
+        "dev": "SICK_trial.txt",
+        "test": "SICK_test_annotated.txt",
+    }
     columns, min_fields, header = (1, 2, 3), 5, True
 
 
@@ -472,8 +491,9 @@ class PairClassificationTask(SentEvalTask):
     classes: ClassVar[dict[str, int]] = {}
 
     def sorted_pairs(self, filename: str):
-        first, second, labels = self.read_pairs(filename, self.columns, self.min_fields, _label_of(self.classes),
-                                                encoding=self.encoding, header=True)
+        first, second, labels = self.read_pairs(
+            filename, self.columns, self.min_fields, _label_of(self.classes), encoding=self.encoding, header=True
+        )
         (first, second), labels = length_sorted([first, second], labels)
         return first, second, np.asarray(labels)
 
@@ -492,12 +512,21 @@ class MRPC(PairClassificationTask):
         test_a, test_b, test_y = self.sorted_pairs(self.files[1])
         train_u, train_v, test_u, test_v = embed_all(embed, train_a, train_b, test_a, test_b)
         devacc, acc, predictions = classifiers.kfold(
-            pair_features(train_u, train_v, self.pair_features), train_y,
-            pair_features(test_u, test_v, self.pair_features), test_y, 2, settings, seed,
+            pair_features(train_u, train_v, self.pair_features),
+            train_y,
+            pair_features(test_u, test_v, self.pair_features),
+            test_y,
+            2,
+            settings,
+            seed,
         )
         return {
-            "devacc": devacc, "acc": acc, "f1": round(100 * classifiers.f1_binary(test_y, predictions), 2),
-            "ndev": len(train_y), "ntest": len(test_y), "features": PAIR_FEATURES[self.pair_features],
+            "devacc": devacc,
+            "acc": acc,
+            "f1": round(100 * classifiers.f1_binary(test_y, predictions), 2),
+            "ndev": len(train_y),
+            "ntest": len(test_y),
+            "features": PAIR_FEATURES[self.pair_features],
         }
 
 
@@ -513,7 +542,10 @@ class SICKEntailment(PairClassificationTask):
     def run(self, embed: Embed, settings: ClassifierSettings, seed: int = 1111) -> dict:
         data = [self.sorted_pairs(filename) for filename in self.files]
         vectors = embed_all(embed, *(group for a, b, _ in data for group in (a, b)))
-        x = {split: pair_features(vectors[2 * i], vectors[2 * i + 1], self.pair_features) for i, split in enumerate(SPLITS)}
+        x = {
+            split: pair_features(vectors[2 * i], vectors[2 * i + 1], self.pair_features)
+            for i, split in enumerate(SPLITS)
+        }
         y = {split: data[i][2] for i, split in enumerate(SPLITS)}
         devacc, acc = classifiers.split(x, y, len(self.classes), settings, seed)
         return _split_result(devacc, acc, y, features=PAIR_FEATURES[self.pair_features])
@@ -535,23 +567,31 @@ class SNLI(SentEvalTask):
 
     def load(self, split: str) -> tuple[list[str], list[str], np.ndarray]:
         """One split, sorted as SentEval sorts it: by the length of s2, then s1, then the label text."""
-        first, second = ([_tokens(line) for line in self.read_lines(f"{kind}.{split}", "latin-1")] for kind in ("s1", "s2"))
+        first, second = (
+            [_tokens(line) for line in self.read_lines(f"{kind}.{split}", "latin-1")] for kind in ("s1", "s2")
+        )
         path = self.path(f"labels.{split}")
         labels = path.read_text(encoding="utf-8").splitlines()
         if not len(first) == len(second) == len(labels):
-            raise DeclutrError(f"{self.name}: s1.{split}, s2.{split} and labels.{split} under {self.directory()} have "
-                               f"{len(first)}, {len(second)} and {len(labels)} lines; they must be line-aligned")
+            raise DeclutrError(
+                f"{self.name}: s1.{split}, s2.{split} and labels.{split} under {self.directory()} have "
+                f"{len(first)}, {len(second)} and {len(labels)} lines; they must be line-aligned"
+            )
         for number, label in enumerate(labels, 1):
             if label not in self.classes:
-                raise DeclutrError(f"{self.name}: {path}:{number}: unknown label {label!r}; expected one of: {', '.join(self.classes)}")
+                raise DeclutrError(
+                    f"{self.name}: {path}:{number}: unknown label {label!r}; expected one of: {', '.join(self.classes)}"
+                )
         (second, first), labels = length_sorted([second, first], labels)
         return first, second, np.asarray([self.classes[label] for label in labels], dtype=np.int64)
 
     def run(self, embed: Embed, settings: ClassifierSettings, seed: int = 1111) -> dict:
         data = dict(zip(SPLITS, (self.load(split) for split in ("train", "dev", "test"))))
         vectors = embed_all(embed, *(group for split in SPLITS for group in data[split][:2]))
-        x = {split: np.concatenate([u, v, u * v, np.abs(u - v)], axis=1)
-             for split, u, v in zip(SPLITS, vectors[0::2], vectors[1::2])}
+        x = {
+            split: np.concatenate([u, v, u * v, np.abs(u - v)], axis=1)
+            for split, u, v in zip(SPLITS, vectors[0::2], vectors[1::2])
+        }
         y = {split: data[split][2] for split in SPLITS}
         snli_settings = settings.but(max_epoch=15, epoch_size=1)  # SentEval's snli.py fixes both
         devacc, acc = classifiers.split(x, y, len(self.classes), snli_settings, seed, l2=(1e-9,))
@@ -568,8 +608,10 @@ class _COCOUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         allowed = _allowed_pickle_globals()
         if (module, name) not in allowed:
-            raise DeclutrError(f"refusing to unpickle {module}.{name}: the COCO files hold only containers, "
-                               "strings, numbers and numpy arrays")
+            raise DeclutrError(
+                f"refusing to unpickle {module}.{name}: the COCO files hold only containers, "
+                "strings, numbers and numpy arrays"
+            )
         return allowed[(module, name)]
 
 
@@ -617,7 +659,9 @@ class ImageCaptionRetrieval(SentEvalTask):
         data = load_pickle(path)
         keys = ("features", "image_to_caption_ids", "captions")
         if not isinstance(data, dict) or any(key not in data for key in keys):
-            raise DeclutrError(f"{self.name}: {path}: expected a dict with keys {', '.join(keys)} (SentEval's COCO format)")
+            raise DeclutrError(
+                f"{self.name}: {path}: expected a dict with keys {', '.join(keys)} (SentEval's COCO format)"
+            )
         try:
             features = np.asarray(data["features"], dtype=np.float32)
             captions = []
@@ -633,19 +677,27 @@ class ImageCaptionRetrieval(SentEvalTask):
         return captions, features
 
     def run(self, embed: Embed, settings: ClassifierSettings, seed: int = 1111) -> dict:
-        (train_text, train_images), (dev_text, dev_images), (test_text, test_images) = (self.load(f) for f in self.files)
+        (train_text, train_images), (dev_text, dev_images), (test_text, test_images) = (
+            self.load(f) for f in self.files
+        )
         for filename, images in (("valid.pkl", dev_images), ("test.pkl", test_images)):
             if len(images) < classifiers.RANKING_FOLDS * settings.ranking_fold_images:
-                raise DeclutrError(f"{self.name}: {self.directory() / filename} has {len(images)} images; SentEval's "
-                                   f"protocol ranks {classifiers.RANKING_FOLDS} folds of {settings.ranking_fold_images}")
+                raise DeclutrError(
+                    f"{self.name}: {self.directory() / filename} has {len(images)} images; SentEval's "
+                    f"protocol ranks {classifiers.RANKING_FOLDS} folds of {settings.ranking_fold_images}"
+                )
         train_x, dev_x, test_x = embed_all(embed, train_text, dev_text, test_text)
         devacc, image_to_text, text_to_image = classifiers.ranking(
-            (train_images, train_x), (dev_images, dev_x), (test_images, test_x), settings, seed)
+            (train_images, train_x), (dev_images, dev_x), (test_images, test_x), settings, seed
+        )
         return {
-            "devacc": devacc, "acc": [image_to_text, text_to_image], "ndev": len(dev_text), "ntest": len(test_text),
+            "devacc": devacc,
+            "acc": [image_to_text, text_to_image],
+            "ndev": len(dev_text),
+            "ntest": len(test_text),
             "protocol": "acc: [image to text, text to image] x (R@1, R@5, R@10, median rank), mean of "
-                        f"{classifiers.RANKING_FOLDS} folds of {settings.ranking_fold_images} test images; "
-                        "devacc: the same folds' six recalls summed, mean over dev folds",
+            f"{classifiers.RANKING_FOLDS} folds of {settings.ranking_fold_images} test images; "
+            "devacc: the same folds' six recalls summed, mean over dev folds",
         }
 
 
@@ -707,10 +759,20 @@ class ProbingTask(SentEvalTask):
 
 #: SentEval's probing tasks and their files, in the paper's order
 PROBING_FILES = {
-    "Length": "sentence_length.txt", "WordContent": "word_content.txt", "Depth": "tree_depth.txt",
-    "TopConstituents": "top_constituents.txt", "BigramShift": "bigram_shift.txt", "Tense": "past_present.txt",
-    "SubjNumber": "subj_number.txt", "ObjNumber": "obj_number.txt", "OddManOut": "odd_man_out.txt",
+    "Length": "sentence_length.txt",
+    "WordContent": "word_content.txt",
+    "Depth": "tree_depth.txt",
+    "TopConstituents": "top_constituents.txt",
+    "BigramShift": "bigram_shift.txt",
+    "Tense": "past_present.txt",
+    "SubjNumber": "subj_number.txt",
+    "ObjNumber": "obj_number.txt",
+    "OddManOut": "odd_man_out.txt",
     "CoordinationInversion": "coordination_inversion.txt",
 }
 for _name, _filename in PROBING_FILES.items():
-    SentEvalTask.register(_name)(type(_name, (ProbingTask,), {"filename": _filename, "__doc__": f"SentEval's {_name} probing task ({_filename})."}))
+    SentEvalTask.register(_name)(
+        type(
+            _name, (ProbingTask,), {"filename": _filename, "__doc__": f"SentEval's {_name} probing task ({_filename})."}
+        )
+    )

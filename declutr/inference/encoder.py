@@ -66,13 +66,22 @@ def padded_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length:
     """``(positions, input_ids, attention_mask, special_tokens_mask)`` for length-sorted batches
     of ``texts``, each padded to its own longest text and moved to ``device``."""
     encoded = tokenizer(
-        list(texts), truncation=True, max_length=max_length, padding=False,
-        return_special_tokens_mask=True, return_attention_mask=False, return_token_type_ids=False,
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_special_tokens_mask=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
     )
-    yield from _length_sorted_batches(tokenizer, encoded["input_ids"], [encoded["special_tokens_mask"]], batch_size, device)
+    yield from _length_sorted_batches(
+        tokenizer, encoded["input_ids"], [encoded["special_tokens_mask"]], batch_size, device
+    )
 
 
-def _length_sorted_batches(tokenizer, ids: list[list[int]], masks: list[list[list[int]]], batch_size: int, device) -> Iterator[tuple]:
+def _length_sorted_batches(
+    tokenizer, ids: list[list[int]], masks: list[list[list[int]]], batch_size: int, device
+) -> Iterator[tuple]:
     """``(positions, input_ids, attention_mask, *masks)``: the sequences ``ids`` (and each list of
     per-sequence ``masks``, aligned with them) longest first, ``batch_size`` at a time, each batch
     padded to its longest sequence and moved to ``device``."""
@@ -81,7 +90,7 @@ def _length_sorted_batches(tokenizer, ids: list[list[int]], masks: list[list[lis
     order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         width = len(ids[index[0]])
         input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
         padded = [torch.zeros((len(index), width), dtype=torch.long) for _ in range(len(masks) + 1)]
@@ -220,8 +229,12 @@ class Encoder:
 
     # ------------------------------------------------------------------ embedding
 
-    def __call__(self, inputs: str | os.PathLike | Sequence[str], batch_size: int | None = None,
-                 show_progress: bool | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        inputs: str | os.PathLike | Sequence[str],
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
         """Embed ``inputs``: a text (-> ``[D]``), a list of texts or a path to a text file with
         one text per line (-> ``[N, D]``). A ``str`` naming an existing file is read as one."""
         single = False
@@ -239,7 +252,9 @@ class Encoder:
         embeddings = self.embed(texts, batch_size=batch_size, show_progress=show_progress)
         return embeddings[0] if single else embeddings
 
-    def embed(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None) -> np.ndarray:
+    def embed(
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None
+    ) -> np.ndarray:
         """``[len(texts), D]`` float32 embeddings of ``texts`` in order; sets ``long_texts`` (and
         logs a warning when ``long_text="truncate"`` cut any)."""
         if not texts:
@@ -266,7 +281,9 @@ class Encoder:
             output /= np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)
         return output
 
-    def iter_batches(self, texts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_batches(
+        self, texts: Sequence[str], batch_size: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(positions, float32 vectors)`` per length-sorted batch (L2-normalised when ``normalize``; never
         sphereized); texts longer than ``max_length`` are truncated (``long_texts`` counts them), whatever ``long_text``."""
         import torch
@@ -292,8 +309,15 @@ class Encoder:
         consecutive windows of a text sharing ``stride`` tokens: ``(input_ids, special_tokens_mask,
         owners)``, one entry per window, ``owners`` the text each belongs to (ascending)."""
         encoded = self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, stride=stride, return_overflowing_tokens=True,
-            padding=False, return_special_tokens_mask=True, return_attention_mask=False, return_token_type_ids=False,
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            stride=stride,
+            return_overflowing_tokens=True,
+            padding=False,
+            return_special_tokens_mask=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
         )
         owners = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
         return encoded["input_ids"], encoded["special_tokens_mask"], owners
@@ -312,7 +336,7 @@ class Encoder:
                 name = type(pooler).__name__
             raise DeclutrError(
                 f'long_text="chunk" needs mean, max or cnn pooling; {self.source} pools with {name}, which reads '
-                "one token that only the first window has (use long_text=\"truncate\", or pooler=\"mean\")"
+                'one token that only the first window has (use long_text="truncate", or pooler="mean")'
             )
         room = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
         if not 0 <= self.stride < room:

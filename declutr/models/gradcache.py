@@ -59,7 +59,9 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
     groups = model.text_groups(batch)
     device = groups[0].tensors["input_ids"].device
     plans = [model.sub_batches(group.tensors["attention_mask"]) for group in groups]
-    token_weights = [None if group.mlm_labels is None else plan.split(_token_weights(group)) for group, plan in zip(groups, plans)]
+    token_weights = [
+        None if group.mlm_labels is None else plan.split(_token_weights(group)) for group, plan in zip(groups, plans)
+    ]
 
     # Pass 1: every chunk without autograd.
     states: list[list[RngState]] = []
@@ -120,7 +122,9 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
                     chunk_gradient = gradient if rows is None else gradient.index_select(0, rows)
                     terms.append((chunk_embeddings.to(chunk_gradient.dtype) * chunk_gradient).sum())
                 if logits is not None:
-                    terms.append(mlm_gradient * model.mlm_loss.summed(logits, targets, _selected(weights[number], chunk_labels)))
+                    terms.append(
+                        mlm_gradient * model.mlm_loss.summed(logits, targets, _selected(weights[number], chunk_labels))
+                    )
             with outside_autocast(device):
                 backward(sum(terms))
     return {key: value.detach() for key, value in output.items()}

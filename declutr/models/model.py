@@ -76,7 +76,9 @@ class Model(torch.nn.Module, Registrable):
             )
         if contrastive_chunk_size is not None:
             if contrastive_chunk_size < 1:
-                raise ValueError(f"contrastive_chunk_size must be at least 1 (or null: off), got {contrastive_chunk_size}")
+                raise ValueError(
+                    f"contrastive_chunk_size must be at least 1 (or null: off), got {contrastive_chunk_size}"
+                )
             if not self.serves_contrastive_cache():
                 raise ValueError(f"contrastive_chunk_size: {self.refused_keys['contrastive_chunk_size']}")
         self.encoder = encoder
@@ -205,7 +207,9 @@ class Model(torch.nn.Module, Registrable):
     def embed_group(self, group: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the losses see for a text group of a batch (``input_ids``, ``attention_mask``,
         ``special_tokens_mask``): ``embed``'s computation, through the projection head if any."""
-        return self._in_sub_batches(self.head, group["input_ids"], group["attention_mask"], group.get("special_tokens_mask"))
+        return self._in_sub_batches(
+            self.head, group["input_ids"], group["attention_mask"], group.get("special_tokens_mask")
+        )
 
     def _in_sub_batches(self, head, input_ids, attention_mask, special_tokens_mask) -> torch.Tensor:
         def padded(ids, mask, special):

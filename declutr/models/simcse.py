@@ -79,7 +79,9 @@ class SimCSEModel(Model):
         supervised: anchors, positives and, if any, hard negatives."""
         anchors = require(batch, "anchors", "every SimCSE batch has anchors")
         if batch.get("positives") is None:
-            return [TextGroup({key: torch.cat([value, value]) for key, value in anchors.items() if key != "mlm_labels"})]
+            return [
+                TextGroup({key: torch.cat([value, value]) for key, value in anchors.items() if key != "mlm_labels"})
+            ]
         groups = [TextGroup(anchors), TextGroup(batch["positives"])]
         if batch.get("negatives") is not None:
             groups.append(TextGroup(batch["negatives"]))

@@ -74,13 +74,19 @@ def _buckets(tensors: list[torch.Tensor], elements: int) -> list[list[torch.Tens
     size = 0
     for tensor in tensors:
         last = buckets[-1] if buckets else None
-        if last and size + tensor.numel() <= elements and (last[0].dtype, last[0].device) == (tensor.dtype, tensor.device):
+        if (
+            last
+            and size + tensor.numel() <= elements
+            and (last[0].dtype, last[0].device) == (tensor.dtype, tensor.device)
+        ):
             last.append(tensor)
             size += tensor.numel()
         else:
             buckets.append([tensor])
             size = tensor.numel()
     return buckets
+
+
 def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 

@@ -61,7 +61,9 @@ def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path
     assert results["pipeline"]["ratio"] > 0
     assert results["encoder"]["equal"]
     long = results["long_texts"]["modes"]
-    assert long["chunk"]["long_documents"] == long["truncate"]["long_documents"] == 2  # documents of thousands of tokens
+    assert (
+        long["chunk"]["long_documents"] == long["truncate"]["long_documents"] == 2
+    )  # documents of thousands of tokens
     assert long["chunk"]["tokens_per_second"] > 0 and 0 <= long["chunk"]["passage_top1"] <= 1
     gradcache = results["gradcache"]
     assert [(p["anchors"], p["chunk_size"]) for p in gradcache["points"]] == [(4, 2), (4, None), (8, 2), (8, None)]

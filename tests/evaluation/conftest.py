@@ -13,8 +13,15 @@ from declutr.evaluation import ClassifierSettings, evaluate
 
 #: SentEval's protocol with fewer folds and epochs, and ranking folds of 4 images (tiny files)
 FAST = ClassifierSettings.prototyping().but(
-    kfold=3, max_epoch=30, regressor_epochs_per_check=20, regressor_max_epoch=100,
-    ranking_fold_images=4, ranking_projdim=16, ranking_batch_size=32, ranking_contrast=5, ranking_max_epoch=4,
+    kfold=3,
+    max_epoch=30,
+    regressor_epochs_per_check=20,
+    regressor_max_epoch=100,
+    ranking_fold_images=4,
+    ranking_projdim=16,
+    ranking_batch_size=32,
+    ranking_contrast=5,
+    ranking_max_epoch=4,
 )
 
 

@@ -12,7 +12,22 @@ from pathlib import Path
 
 import numpy as np
 
-FILLER = ["the", "a", "river", "house", "garden", "letter", "morning", "night", "window", "horse", "ship", "captain", "village", "doctor"]
+FILLER = [
+    "the",
+    "a",
+    "river",
+    "house",
+    "garden",
+    "letter",
+    "morning",
+    "night",
+    "window",
+    "horse",
+    "ship",
+    "captain",
+    "village",
+    "doctor",
+]
 
 
 def _sentence(rng: random.Random, *markers: str, length: int = 6) -> str:
@@ -87,8 +102,10 @@ def write_all(root: Path, seed: int = 0) -> Path:
 
     # MR, CR, SUBJ, MPQA: one sentence a line, latin-1 (MR carries non-UTF-8 bytes)
     for folder, (positive, negative) in {
-        "MR": ("rt-polarity.pos", "rt-polarity.neg"), "CR": ("custrev.pos", "custrev.neg"),
-        "SUBJ": ("subj.objective", "subj.subjective"), "MPQA": ("mpqa.pos", "mpqa.neg"),
+        "MR": ("rt-polarity.pos", "rt-polarity.neg"),
+        "CR": ("custrev.pos", "custrev.neg"),
+        "SUBJ": ("subj.objective", "subj.subjective"),
+        "MPQA": ("mpqa.pos", "mpqa.neg"),
     }.items():
         (root / folder).mkdir(parents=True, exist_ok=True)
         for filename, marker in ((positive, "goodword"), (negative, "badword")):
@@ -160,7 +177,10 @@ def coco_split(images: int, seed: int, dim: int = 8, captions_per_image: int = 6
         ids = [1000 * image + k for k in range(captions_per_image)]
         image_to_caption_ids.append(ids)
         for k, caption_id in enumerate(ids):
-            captions[caption_id] = {"cleaned_caption": f"a photo of concept{concepts[image]} number {k}", "id": caption_id}
+            captions[caption_id] = {
+                "cleaned_caption": f"a photo of concept{concepts[image]} number {k}",
+                "id": caption_id,
+            }
     return {"features": features, "image_to_caption_ids": image_to_caption_ids, "captions": captions}
 
 

@@ -25,7 +25,7 @@ def header(output: str) -> str:
 
 
 def cosine_coded(texts: list[str]) -> np.ndarray:
-    """"anchor ..." -> (1, 0); "cos C ..." -> a unit vector whose cosine with the anchor is C."""
+    """ "anchor ..." -> (1, 0); "cos C ..." -> a unit vector whose cosine with the anchor is C."""
     rows = []
     for text in texts:
         words = text.split()
@@ -67,8 +67,11 @@ def test_pooled_spearman_is_not_the_mean_of_subsets(offset_sts12):
     assert result["spearman"] == pytest.approx(-13 / 14)  # MTEB: one list
     assert result["pearson"] == pytest.approx(np.corrcoef(gold, cosines)[0, 1], abs=1e-6)
     assert result["nsamples"] == 15 and result["subsets"] == dict.fromkeys(STS12_SUBSETS, 3)  # unscored skipped
-    assert mteb["aggregate"] == {"STS12": round(-100 * 13 / 14, 2), "average": round(-100 * 13 / 14, 2),
-                                 "average_tasks": f"1 of {len(MTEB_TASKS)}"}
+    assert mteb["aggregate"] == {
+        "STS12": round(-100 * 13 / 14, 2),
+        "average": round(-100 * 13 / 14, 2),
+        "average_tasks": f"1 of {len(MTEB_TASKS)}",
+    }
     assert mteb["protocol"]["name"] == "mteb" and mteb["protocol"]["pooling"] is None  # a plain function
     pooled = pooled_scores({"a": cosines[:6], "b": cosines[6:]}, {"a": list(gold[:6]), "b": list(gold[6:])})
     assert pooled["spearman"] == pytest.approx(-13 / 14) and pooled["nsamples"] == 15
@@ -88,7 +91,10 @@ def test_text_is_read_as_stored(offset_sts12, senteval_dir):
     assert len(first) == 60  # the original/ file's extra columns on some lines are ignored
     sick = mteb_subsets(mteb_task("SICKRelatedness", senteval_dir))
     assert {name: len(scores) for name, (_, _, scores) in sick.items()} == {
-        "SICK_train.txt": 240, "SICK_trial.txt": 60, "SICK_test_annotated.txt": 90}
+        "SICK_train.txt": 240,
+        "SICK_trial.txt": 60,
+        "SICK_test_annotated.txt": 90,
+    }
 
 
 def test_mteb_user_errors(senteval_dir, tmp_path):
@@ -109,17 +115,31 @@ def test_mteb_user_errors(senteval_dir, tmp_path):
 
 def test_mteb_protocol_from_the_command_line(tiny_bert, senteval_dir, tmp_path):
     output = tmp_path / "mteb.json"
-    args = ["evaluate", str(tiny_bert), "--protocol", "mteb", "--tasks", "STS12,STSBenchmark,SICKRelatedness",
-            "--data-dir", str(senteval_dir), "--output", str(output)]
+    args = [
+        "evaluate",
+        str(tiny_bert),
+        "--protocol",
+        "mteb",
+        "--tasks",
+        "STS12,STSBenchmark,SICKRelatedness",
+        "--data-dir",
+        str(senteval_dir),
+        "--output",
+        str(output),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     saved = json.loads(output.read_text())
     assert saved["protocol"]["name"] == "mteb" and saved["aggregate"]["average_tasks"] == "3 of 7"
     assert {task: r["nsamples"] for task, r in saved["tasks"].items()} == {
-        "STS12": 5 * 27, "STSBenchmark": 60, "SICKRelatedness": 240 + 60 + 90}
+        "STS12": 5 * 27,
+        "STSBenchmark": 60,
+        "SICKRelatedness": 240 + 60 + 90,
+    }
     assert header(result.output).startswith("protocol: MTEB STS") and "pooled pairs" in result.output
-    wrong = CliRunner().invoke(main, ["evaluate", str(tiny_bert), "--protocol", "mteb", "--tasks", "MR",
-                                      "--data-dir", str(senteval_dir)])
+    wrong = CliRunner().invoke(
+        main, ["evaluate", str(tiny_bert), "--protocol", "mteb", "--tasks", "MR", "--data-dir", str(senteval_dir)]
+    )
     assert wrong.exit_code == 1 and 'task "MR" has no MTEB STS protocol' in wrong.output
 
 
@@ -130,14 +150,20 @@ def test_mteb_protocol_from_the_command_line(tiny_bert, senteval_dir, tmp_path):
 def normalizing_model(tiny_bert, tmp_path_factory):
     """tiny_bert as a sentence-transformers folder whose modules.json lists mean Pooling + Normalize."""
     folder = shutil.copytree(tiny_bert, tmp_path_factory.mktemp("st") / "model")
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]), encoding="utf-8")
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}), encoding="utf-8")
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}), encoding="utf-8"
+    )
     return folder
 
 
@@ -152,8 +178,13 @@ def test_normalize_switch_changes_the_vectors_and_is_recorded(normalizing_model,
     assert not np.allclose(np.linalg.norm(raw(texts), axis=1), 1, rtol=1e-3)
     forced = Encoder(str(tiny_bert), device="cpu", normalize=True)
     np.testing.assert_allclose(forced(texts), own(texts), rtol=1e-5, atol=1e-6)
-    assert own.describe() == {"pooling": {"type": "mean", "exclude_special_tokens": False}, "projection": False,
-                              "normalized": True, "normalize": "model's own", "model_normalizes": True}
+    assert own.describe() == {
+        "pooling": {"type": "mean", "exclude_special_tokens": False},
+        "projection": False,
+        "normalized": True,
+        "normalize": "model's own",
+        "model_normalizes": True,
+    }
     assert raw.describe()["normalized"] is False and raw.describe()["normalize"] == "off"
     assert forced.describe()["normalize"] == "on" and forced.describe()["model_normalizes"] is False
     # a pooling override keeps the model's own normalisation
@@ -164,8 +195,16 @@ def test_normalize_flag_in_json_and_table_header(normalizing_model, senteval_dir
     runs = {}
     for flag in (None, "--no-normalize", "--normalize"):
         output = tmp_path / f"{flag}.json"
-        args = ["evaluate", str(normalizing_model), "--tasks", "STS12", "--data-dir", str(senteval_dir),
-                "--output", str(output)] + ([flag] if flag else [])
+        args = [
+            "evaluate",
+            str(normalizing_model),
+            "--tasks",
+            "STS12",
+            "--data-dir",
+            str(senteval_dir),
+            "--output",
+            str(output),
+        ] + ([flag] if flag else [])
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
         runs[flag] = (json.loads(output.read_text()), header(result.output))

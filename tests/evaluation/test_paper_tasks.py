@@ -42,8 +42,16 @@ class SplitSpy:
 
 def test_probing_tasks_read_senteval_files(senteval_dir):
     assert list(PROBING_FILES.values()) == [
-        "sentence_length.txt", "word_content.txt", "tree_depth.txt", "top_constituents.txt", "bigram_shift.txt",
-        "past_present.txt", "subj_number.txt", "obj_number.txt", "odd_man_out.txt", "coordination_inversion.txt",
+        "sentence_length.txt",
+        "word_content.txt",
+        "tree_depth.txt",
+        "top_constituents.txt",
+        "bigram_shift.txt",
+        "past_present.txt",
+        "subj_number.txt",
+        "obj_number.txt",
+        "odd_man_out.txt",
+        "coordination_inversion.txt",
     ]
     for name, filename in PROBING_FILES.items():
         probing = task(name, senteval_dir)
@@ -80,7 +88,10 @@ def test_probing_errors_name_file_and_line(tmp_path):
     downstream.mkdir()
     probing.mkdir()
     path = probing / "past_present.txt"
-    with pytest.raises(DeclutrError, match=r"Tense: missing .*past_present.txt \(SentEval's data/probing .*data/probing/past_present.txt\)"):
+    with pytest.raises(
+        DeclutrError,
+        match=r"Tense: missing .*past_present.txt \(SentEval's data/probing .*data/probing/past_present.txt\)",
+    ):
         evaluate(bag_of_words, "Tense", downstream, settings=FAST)
     path.write_text("tr\tPAST\ta b c\nxx\tPAST\ta b\n", encoding="utf-8")
     with pytest.raises(DeclutrError, match=rf"{path}:2: first field 'xx' is not one of tr, va, te"):
@@ -133,7 +144,10 @@ def test_snli_errors(senteval_dir, tmp_path):
     with pytest.raises(DeclutrError, match="must be line-aligned"):
         task("SNLI", root).load("test")
     (root / "SNLI" / "s2.train").unlink()
-    with pytest.raises(DeclutrError, match=r"SNLI: missing .*s2.train \(SentEval's data/downstream/get_transfer_data.bash: SNLI/s2.train\)"):
+    with pytest.raises(
+        DeclutrError,
+        match=r"SNLI: missing .*s2.train \(SentEval's data/downstream/get_transfer_data.bash: SNLI/s2.train\)",
+    ):
         evaluate(bag_of_words, "SNLI", root)
 
 
@@ -228,8 +242,11 @@ def test_a_pickle_holding_anything_else_is_refused(tmp_path):
     with pytest.raises(DeclutrError, match="expected a dict with keys features, image_to_caption_ids, captions"):
         icr.load("train.pkl")
     (coco / "valid.pkl").unlink()
-    with pytest.raises(DeclutrError, match=r"ImageCaptionRetrieval: missing .*valid.pkl \(.*get_transfer_data.bash, from "
-                                           r"https://dl.fbaipublicfiles.com/senteval/coco_r101_feat: COCO/valid.pkl\)"):
+    with pytest.raises(
+        DeclutrError,
+        match=r"ImageCaptionRetrieval: missing .*valid.pkl \(.*get_transfer_data.bash, from "
+        r"https://dl.fbaipublicfiles.com/senteval/coco_r101_feat: COCO/valid.pkl\)",
+    ):
         evaluate(bag_of_words, "ImageCaptionRetrieval", tmp_path / "downstream")
 
 
@@ -238,7 +255,9 @@ def test_a_pickle_holding_anything_else_is_refused(tmp_path):
 
 def test_group_names_expand():
     assert parse_tasks("probing") == list(PROBING_TASKS) and len(PROBING_TASKS) == 10
-    assert len(parse_tasks("downstream")) == 18 and parse_tasks("all") == parse_tasks("downstream") + list(PROBING_TASKS)
+    assert len(parse_tasks("downstream")) == 18 and parse_tasks("all") == parse_tasks("downstream") + list(
+        PROBING_TASKS
+    )
     assert parse_tasks("STS12,Probing") == ["STS12", *PROBING_TASKS]
     assert len(GROUPS["downstream (-SNLI)"]) == 17 and "SNLI" not in GROUPS["downstream (-SNLI)"]
     with pytest.raises(DeclutrError, match='did you mean "probing"'):
@@ -257,11 +276,20 @@ def test_aggregate_arithmetic_and_coverage():
     assert task_score("ImageCaptionRetrieval", results["ImageCaptionRetrieval"]) == (35.0, 50.0)
     test, dev = aggregate(results), aggregate_dev(results)
     assert (test["STSBenchmark"], dev["STSBenchmark"]) == (80.0, 90.0) and (test["MRPC"], dev["MRPC"]) == (75.0, 72.0)
-    assert test["downstream"] == round((80 + 75 + 60 + 35) / 4, 2) and dev["downstream"] == round((90 + 72 + 61 + 50) / 4, 2)
-    assert test["downstream (-SNLI)"] == round((80 + 75 + 35) / 3, 2) and test["probing"] == 70.0 and dev["probing"] == 70.0
+    assert test["downstream"] == round((80 + 75 + 60 + 35) / 4, 2) and dev["downstream"] == round(
+        (90 + 72 + 61 + 50) / 4, 2
+    )
+    assert (
+        test["downstream (-SNLI)"] == round((80 + 75 + 35) / 3, 2)
+        and test["probing"] == 70.0
+        and dev["probing"] == 70.0
+    )
     summary = groups(results)
     assert summary["downstream"]["coverage"] == "4 of 18 tasks" and summary["downstream"]["tasks_run"] == 4
-    assert summary["downstream (-SNLI)"]["coverage"] == "3 of 17 tasks" and summary["probing"]["coverage"] == "2 of 10 tasks"
+    assert (
+        summary["downstream (-SNLI)"]["coverage"] == "3 of 17 tasks"
+        and summary["probing"]["coverage"] == "2 of 10 tasks"
+    )
     assert "Depth" in summary["probing"]["missing"] and "SNLI" not in summary["downstream (-SNLI)"]["missing"]
     assert groups({"Tense": results["Tense"]}).keys() == {"probing"}  # a group with no task run is absent
 
@@ -269,10 +297,12 @@ def test_aggregate_arithmetic_and_coverage():
 def test_every_task_of_the_paper_runs(all_results):
     summary = all_results["groups"]
     assert {group: summary[group]["coverage"] for group in summary} == {
-        "downstream": "18 of 18 tasks", "downstream (-SNLI)": "17 of 17 tasks", "probing": "10 of 10 tasks"}
+        "downstream": "18 of 18 tasks",
+        "downstream (-SNLI)": "17 of 17 tasks",
+        "probing": "10 of 10 tasks",
+    }
     assert all(not summary[group]["missing"] for group in summary)
     scores = all_results["aggregate"]
     assert scores["probing"] == pytest.approx(np.mean([scores[name] for name in PROBING_TASKS]), abs=0.01)
     table = format_table(all_results)
     assert "downstream (-SNLI)" in table and "mean of 17 of 17 tasks" in table and "partial" not in table
-

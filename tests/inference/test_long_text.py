@@ -147,7 +147,7 @@ def test_max_pooling_takes_the_maximum_over_windows_and_cls_refuses(short_bert):
     expected = np.max([h.max(0).values.numpy() for h in window_hidden_states(short_bert, tokens, windows)], axis=0)
     got = Encoder(str(short_bert), device="cpu", long_text="chunk", pooler="max")(text)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    with pytest.raises(DeclutrError, match='needs mean, max or cnn pooling; .* pools with cls') as error:
+    with pytest.raises(DeclutrError, match="needs mean, max or cnn pooling; .* pools with cls") as error:
         Encoder(str(short_bert), device="cpu", long_text="chunk", pooler="cls")
     assert "\n" not in str(error.value)
 
@@ -159,22 +159,30 @@ def test_cnn_pooling_averages_local_features_over_windows(short_bert):
     tokens = text_tokens(short_bert, text)
     windows = windows_by_hand(len(tokens), LIMIT - 2, 0)
     with torch.no_grad():
-        features = [encoder.head.pooler.local_features(h[None], torch.ones(1, h.shape[0]))[0]
-                    for h in window_hidden_states(short_bert, tokens, windows)]
+        features = [
+            encoder.head.pooler.local_features(h[None], torch.ones(1, h.shape[0]))[0]
+            for h in window_hidden_states(short_bert, tokens, windows)
+        ]
     expected = torch.cat(features).mean(0).numpy()  # disjoint windows: the mean over all their tokens
     np.testing.assert_allclose(encoder(text), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_normalize_module_applies_after_combining(short_bert, tmp_path):
     folder = shutil.copytree(short_bert, tmp_path / "st-model")
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-    ]), encoding="utf-8")
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}), encoding="utf-8")
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}), encoding="utf-8"
+    )
     text = text_of_tokens(short_bert, 3 * LIMIT)
     expected, vectors, weights = chunked_mean_by_hand(short_bert, text)
     got = Encoder(str(folder), device="cpu", long_text="chunk")(text)
@@ -190,8 +198,10 @@ def test_truncation_is_counted_and_reported_once_per_call(short_bert, caplog):
         encoder([text, SHORT, text + " again"])
     assert encoder.long_texts == 2
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("declutr")]
-    expected = (f"2 of 3 texts were longer than the model's limit of {LIMIT} tokens: truncated to it "
-                '(long_text="chunk" / --long-text chunk embeds them whole)')
+    expected = (
+        f"2 of 3 texts were longer than the model's limit of {LIMIT} tokens: truncated to it "
+        '(long_text="chunk" / --long-text chunk embeds them whole)'
+    )
     assert messages == [expected]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="declutr"):
@@ -218,7 +228,9 @@ def test_embed_file_counts_long_texts_over_its_chunks(short_bert, tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="declutr"):
         embed_file(encoder, source, tmp_path / "out.npy", chunk_size=2, show_progress=False)
     assert encoder.long_texts == 2
-    assert [r.getMessage()[:10] for r in caplog.records if r.name.startswith("declutr")] == ["2 of 5 tex"]  # one for the file
+    assert [r.getMessage()[:10] for r in caplog.records if r.name.startswith("declutr")] == [
+        "2 of 5 tex"
+    ]  # one for the file
 
 
 def test_embed_command_reports_long_texts(short_bert, tmp_path):
@@ -227,16 +239,25 @@ def test_embed_command_reports_long_texts(short_bert, tmp_path):
     source = tmp_path / "texts.txt"
     source.write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = tmp_path / "e.npy"
-    result = CliRunner().invoke(main, ["embed", str(short_bert), str(source), "-o", str(out), "--long-text", "chunk", "--stride", "4"])
+    result = CliRunner().invoke(
+        main, ["embed", str(short_bert), str(source), "-o", str(out), "--long-text", "chunk", "--stride", "4"]
+    )
     assert result.exit_code == 0, result.output
-    assert f"2 of 5 texts were longer than the model's limit of {LIMIT} tokens: embedded whole, in windows of {LIMIT} tokens (stride 4)" in result.output
-    np.testing.assert_allclose(np.load(out), Encoder(str(short_bert), device="cpu", long_text="chunk", stride=4)(texts), rtol=1e-4, atol=1e-5)
+    assert (
+        f"2 of 5 texts were longer than the model's limit of {LIMIT} tokens: embedded whole, in windows of {LIMIT} tokens (stride 4)"
+        in result.output
+    )
+    np.testing.assert_allclose(
+        np.load(out), Encoder(str(short_bert), device="cpu", long_text="chunk", stride=4)(texts), rtol=1e-4, atol=1e-5
+    )
     result = CliRunner().invoke(main, ["embed", str(short_bert), str(source), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output.count("2 of 5 texts were longer") == 1 and "truncated to it" in result.output
     result = CliRunner().invoke(main, ["embed", str(short_bert), str(source), "-o", str(out), "--stride", "4"])
     assert result.exit_code == 1 and "Error: --stride 4 applies to --long-text chunk only" in result.output
-    result = CliRunner().invoke(main, ["embed", str(short_bert), str(source), "-o", str(out), "--long-text", "chunk", "--pooler", "cls"])
+    result = CliRunner().invoke(
+        main, ["embed", str(short_bert), str(source), "-o", str(out), "--long-text", "chunk", "--pooler", "cls"]
+    )
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 1 and len(errors) == 1 and "needs mean, max or cnn pooling" in errors[0]
 
@@ -245,17 +266,29 @@ def test_projection_head_applies_after_combining(short_bert, tmp_path):
     from safetensors.torch import save_file
 
     folder = shutil.copytree(short_bert, tmp_path / "projected")
-    (folder / "declutr_pooling.json").write_text(json.dumps({
-        "format_version": 1, "pooler": {"type": "mean"}, "normalize": False,
-        "feedforward": {"hidden_dims": 8, "activations": "tanh", "at_inference": True},
-    }), encoding="utf-8")
+    (folder / "declutr_pooling.json").write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "pooler": {"type": "mean"},
+                "normalize": False,
+                "feedforward": {"hidden_dims": 8, "activations": "tanh", "at_inference": True},
+            }
+        ),
+        encoding="utf-8",
+    )
     generator = torch.Generator().manual_seed(0)
     weight, bias = torch.randn(8, 32, generator=generator), torch.randn(8, generator=generator)
-    save_file({"feedforward.layers.0.weight": weight, "feedforward.layers.0.bias": bias}, str(folder / "declutr_pooling.safetensors"))
+    save_file(
+        {"feedforward.layers.0.weight": weight, "feedforward.layers.0.bias": bias},
+        str(folder / "declutr_pooling.safetensors"),
+    )
     text = text_of_tokens(short_bert, 3 * LIMIT)
     expected, _, _ = chunked_mean_by_hand(short_bert, text)
     got = Encoder(str(folder), device="cpu", long_text="chunk")(text)
-    np.testing.assert_allclose(got, torch.tanh(weight @ torch.from_numpy(expected).float() + bias).numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        got, torch.tanh(weight @ torch.from_numpy(expected).float() + bias).numpy(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_mean_without_special_tokens_weighs_text_tokens_only(short_bert):
@@ -263,5 +296,7 @@ def test_mean_without_special_tokens_weighs_text_tokens_only(short_bert):
     tokens = text_tokens(short_bert, text)
     windows = windows_by_hand(len(tokens), LIMIT - 2, 0)
     expected = torch.cat([h[1:-1] for h in window_hidden_states(short_bert, tokens, windows)]).mean(0).numpy()
-    encoder = Encoder(str(short_bert), device="cpu", long_text="chunk", pooler={"type": "mean", "exclude_special_tokens": True})
+    encoder = Encoder(
+        str(short_bert), device="cpu", long_text="chunk", pooler={"type": "mean", "exclude_special_tokens": True}
+    )
     np.testing.assert_allclose(encoder(text), expected, rtol=1e-4, atol=1e-5)  # the mean over the text's own tokens

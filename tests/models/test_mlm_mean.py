@@ -65,19 +65,33 @@ def test_group_means_on_one_process(tiny_roberta):
 
     torch.testing.assert_close(mlm_model(str(tiny_roberta), mlm_global_mean=True)(batch)["mlm_loss"], mean)
     torch.testing.assert_close(mlm_model(str(tiny_roberta), mlm_mean_groups=1)(batch)["mlm_loss"], mean)
-    torch.testing.assert_close(mlm_model(str(tiny_roberta), mlm_mean_groups=2)(batch)["mlm_loss"], torch.stack(halves).mean())
-    torch.testing.assert_close(mlm_model(str(tiny_roberta), mlm_mean_groups=4)(batch)["mlm_loss"], torch.stack(singles).mean())
+    torch.testing.assert_close(
+        mlm_model(str(tiny_roberta), mlm_mean_groups=2)(batch)["mlm_loss"], torch.stack(halves).mean()
+    )
+    torch.testing.assert_close(
+        mlm_model(str(tiny_roberta), mlm_mean_groups=4)(batch)["mlm_loss"], torch.stack(singles).mean()
+    )
 
 
 def test_groups_that_do_not_divide_the_step_and_both_switches_are_errors(tiny_roberta):
     with pytest.raises(ValueError, match="4 anchors per step .* cannot be cut into 3 equal groups"):
         mlm_model(str(tiny_roberta), mlm_mean_groups=3)(global_batch(str(tiny_roberta)))
-    config = {"type": "declutr", "encoder": {"model_name": str(tiny_roberta)}, "mlm_global_mean": True, "mlm_mean_groups": 2}
+    config = {
+        "type": "declutr",
+        "encoder": {"model_name": str(tiny_roberta)},
+        "mlm_global_mean": True,
+        "mlm_mean_groups": 2,
+    }
     with pytest.raises(ConfigurationError, match="set mlm_global_mean or mlm_mean_groups, not both"):
         build(Model, config)
 
 
-SETTINGS = {"per_rank": {}, "global": {"mlm_global_mean": True}, "groups1": {"mlm_mean_groups": 1}, "groups4": {"mlm_mean_groups": 4}}
+SETTINGS = {
+    "per_rank": {},
+    "global": {"mlm_global_mean": True},
+    "groups1": {"mlm_mean_groups": 1},
+    "groups4": {"mlm_mean_groups": 4},
+}
 
 
 def worker(rank: int, port: int, path: str, output: str) -> None:

@@ -13,7 +13,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "training_config"
 
 @pytest.mark.parametrize(
     ("experiment", "template"),
-    [("declutr_base", "declutr"), ("simcse_unsup", "simcse"), ("isbert", "isbert"), ("transformer_mean", "transformer")],
+    [
+        ("declutr_base", "declutr"),
+        ("simcse_unsup", "simcse"),
+        ("isbert", "isbert"),
+        ("transformer_mean", "transformer"),
+    ],
 )
 def test_an_unknown_hyperparameter_is_an_error_naming_it_and_the_file(tmp_path, experiment, template):
     config = tmp_path / "exp.jsonnet"
@@ -43,7 +48,9 @@ def test_hyperparameters_share_the_final_keys_names_and_old_names_say_so(tmp_pat
     assert result.returncode == 0, result.stderr
     for key in ('"model_name": "m"', '"strategy": "subsuming"', '"unit": "whitespace"'):
         assert key in result.stdout
-    config.write_text(f'(import "{CONFIGS}/declutr_base.jsonnet") + {{ hyperparameters+:: {{ span_unit: "whitespace" }} }}\n')
+    config.write_text(
+        f'(import "{CONFIGS}/declutr_base.jsonnet") + {{ hyperparameters+:: {{ span_unit: "whitespace" }} }}\n'
+    )
     result = run_declutr("config", config)
     assert result.returncode == 1
     assert "unknown hyperparameters of the declutr template: span_unit (renamed unit) (known: " in result.stderr
