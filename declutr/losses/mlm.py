@@ -21,8 +21,9 @@ class MaskedLanguageModelingLoss(Loss):
     """
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        selected = labels != -100
-        if not bool(selected.any()):
-            return logits.sum() * 0.0
-        # at least float32 (half-precision logits are upcast), float64 kept
-        return F.cross_entropy(logits[selected].to(torch.promote_types(logits.dtype, torch.float32)), labels[selected])
+        # the sum over the masked positions over their count: no host read of the mask (an
+        # ``if not selected.any()`` would wait for the device); no masked position gives 0 / 1
+        logits = logits.reshape(-1, logits.size(-1)).to(torch.promote_types(logits.dtype, torch.float32))
+        labels = labels.reshape(-1)
+        total = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+        return total / (labels != -100).sum().clamp(min=1)

@@ -134,7 +134,7 @@ class DeclutrModel(Model):
         the masked-LM term, the logits of every masked position of the group with their labels
         (``[K, vocab]``, ``[K]``), so the loss is the mean over all of the group's masked tokens.
         """
-        plan = self.sub_batches(anchors["attention_mask"])
+        plan = self.sub_batches(anchors)
         labels = anchors.get("mlm_labels") if self.uses_mlm else None
         embeddings, logits, targets = [], [], []
         for input_ids, attention_mask, special_tokens_mask, chunk_labels in zip(

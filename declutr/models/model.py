@@ -49,9 +49,10 @@ class Model(torch.nn.Module, Registrable):
         self.tokenizer = tokenizer
         self.max_padding_fraction = max_padding_fraction
 
-    def sub_batches(self, attention_mask: torch.Tensor) -> SubBatches:
-        """The length-sorted sub-batches this model runs a text group in (see ``declutr.modules.batching``)."""
-        return SubBatches(attention_mask, self.max_padding_fraction)
+    def sub_batches(self, group: dict) -> SubBatches:
+        """The length-sorted sub-batches this model runs a text group in (see ``declutr.modules.batching``),
+        planned from the group's host-side ``lengths`` when the loader gave them (no device read)."""
+        return SubBatches(group["attention_mask"], self.max_padding_fraction, group.get("lengths"))
 
     @property
     def embedding_dim(self) -> int | None:
@@ -74,14 +75,17 @@ class Model(torch.nn.Module, Registrable):
     def embed_group(self, group: dict[str, torch.Tensor]) -> torch.Tensor:
         """What the losses see for a text group of a batch (``input_ids``, ``attention_mask``,
         ``special_tokens_mask``): ``embed``'s computation, through the projection head if any."""
-        return self._in_sub_batches(self.head, group["input_ids"], group["attention_mask"], group.get("special_tokens_mask"))
+        return self._in_sub_batches(
+            self.head, group["input_ids"], group["attention_mask"], group.get("special_tokens_mask"), group.get("lengths")
+        )
 
-    def _in_sub_batches(self, head, input_ids, attention_mask, special_tokens_mask) -> torch.Tensor:
+    def _in_sub_batches(self, head, input_ids, attention_mask, special_tokens_mask, lengths=None) -> torch.Tensor:
         def padded(ids, mask, special):
             return head(self.encoder(ids, mask), mask, special)
 
         return in_sub_batches(
-            padded, attention_mask, self.max_padding_fraction, input_ids, attention_mask, special_tokens_mask
+            padded, attention_mask, self.max_padding_fraction, input_ids, attention_mask, special_tokens_mask,
+            lengths=lengths,
         )
 
     def export(self, directory: str | os.PathLike) -> Path:

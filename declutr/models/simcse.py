@@ -69,7 +69,10 @@ class SimCSEModel(Model):
         anchors = require(batch, "anchors", "every SimCSE batch has anchors")
         negatives = None
         if batch.get("positives") is None:
-            doubled = {key: torch.cat([value, value]) for key, value in anchors.items() if key != "mlm_labels"}
+            doubled = {  # tensors and the host-side ``lengths`` list, each twice
+                key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value + value
+                for key, value in anchors.items() if key != "mlm_labels"
+            }
             anchor_embeddings, positive_embeddings = self.embed_group(doubled).chunk(2)
         else:
             anchor_embeddings = self.embed_group(anchors)

@@ -53,17 +53,24 @@ class SubBatches:
     put per-sub-batch results (``[n_i, ...]`` or ``[n_i, L_i, ...]``) back into one tensor in the
     original row order. Both are differentiable, so gradients equal those of the padded batch.
     ``max_padding_fraction`` ``None`` is the padded group itself: one sub-batch, nothing trimmed
-    (and no look at the mask, so no device synchronisation).
+    (and no look at the mask, so no device synchronisation). ``lengths``, the rows' real lengths
+    known on the host (the loader's ``lengths``), plan the sub-batches without reading the mask
+    back from the device; without them the mask is read (one synchronisation on CUDA).
     """
 
-    def __init__(self, attention_mask: torch.Tensor, max_padding_fraction: float | None):
+    def __init__(
+        self, attention_mask: torch.Tensor, max_padding_fraction: float | None, lengths: Sequence[int] | None = None
+    ):
         self.length = attention_mask.size(1)
         self.index: list[torch.Tensor] = []
         self.widths = [self.length]
         self.inverse: torch.Tensor | None = None
         if max_padding_fraction is None:
             return
-        lengths = extents(attention_mask)
+        if lengths is None:
+            lengths = extents(attention_mask)
+        elif len(lengths) != attention_mask.size(0):
+            raise ValueError(f"{len(lengths)} row lengths for a group of {attention_mask.size(0)} rows")
         plan = plan_sub_batches(lengths, max_padding_fraction)
         self.widths = [max(1, lengths[rows[0]]) for rows in plan]
         if len(plan) > 1:
@@ -113,13 +120,14 @@ def in_sub_batches(
     max_padding_fraction: float | None,
     *tensors: torch.Tensor | None,
     per_token: bool = False,
+    lengths: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """``function(*tensors)`` computed per sub-batch of ``attention_mask``'s group and reassembled.
 
     ``tensors`` are ``[N, L, ...]`` (or ``None``), the attention mask among them where
     ``function`` needs it; the results are rows ``[N, ...]``, or ``[N, L, ...]`` with
-    ``per_token``.
+    ``per_token``. ``lengths``: the rows' real lengths on the host, if known (see ``SubBatches``).
     """
-    plan = SubBatches(attention_mask, max_padding_fraction)
+    plan = SubBatches(attention_mask, max_padding_fraction, lengths)
     pieces = [function(*chunk) for chunk in zip(*(plan.split(tensor) for tensor in tensors))]
     return plan.padded(pieces) if per_token else plan.rows(pieces)
