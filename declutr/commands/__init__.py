@@ -48,7 +48,11 @@ def report(error: DeclutrError) -> None:
     for line in str(error).splitlines() or [type(error).__name__]:
         click.echo(f"Error: {line}", err=True)
     cause = error.__cause__  # a missing module's stack says no more than its name
-    if isinstance(cause, Exception) and not isinstance(cause, (DeclutrError, ModuleNotFoundError)) and not tracebacks_wanted():
+    if (
+        isinstance(cause, Exception)
+        and not isinstance(cause, (DeclutrError, ModuleNotFoundError))
+        and not tracebacks_wanted()
+    ):
         click.echo(f"Error: (raised as {type(cause).__name__}; {TRACEBACK_HINT})", err=True)
 
 
@@ -104,7 +108,11 @@ class DeclutrGroup(click.Group):
 
 def _include_package_param(hidden: bool = False) -> click.Option:
     return click.Option(
-        ["--include-package", "include_packages"], multiple=True, metavar="PACKAGE", expose_value=False, hidden=hidden,
+        ["--include-package", "include_packages"],
+        multiple=True,
+        metavar="PACKAGE",
+        expose_value=False,
+        hidden=hidden,
         help="Import PACKAGE and its submodules so their components register (repeatable).",
     )
 
@@ -115,7 +123,11 @@ def _traceback_param() -> click.Option:
             os.environ[TRACEBACK_VARIABLE] = "1"
 
     return click.Option(
-        ["--traceback"], is_flag=True, expose_value=False, is_eager=True, callback=enable,
+        ["--traceback"],
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=enable,
         help=f"Show the full stack of an error (also: {TRACEBACK_VARIABLE}=1).",
     )
 
@@ -136,7 +148,10 @@ def include_package_option(function):
     The group has imported them already (it must, to find plugin subcommands); the option is
     declared on every command so it shows in ``--help`` and is accepted anywhere."""
     return click.option(
-        "--include-package", "include_packages", multiple=True, metavar="PACKAGE",
+        "--include-package",
+        "include_packages",
+        multiple=True,
+        metavar="PACKAGE",
         help="Import PACKAGE and its submodules so their components register (repeatable).",
     )(function)
 
@@ -144,11 +159,17 @@ def include_package_option(function):
 def config_options(function):
     """The options every command that reads an experiment file shares."""
     function = click.option(
-        "-o", "--overrides", default=None, metavar="JSON",
+        "-o",
+        "--overrides",
+        default=None,
+        metavar="JSON",
         help='A JSON/JSONnet object deep-merged into the config; dotted keys allowed: {"trainer.num_epochs": 2}.',
     )(function)
     function = click.option(
-        "--ext-var", "ext_vars", multiple=True, metavar="KEY=VALUE",
+        "--ext-var",
+        "ext_vars",
+        multiple=True,
+        metavar="KEY=VALUE",
         help="Set a JSONnet std.extVar (repeatable; the environment is also visible).",
     )(function)
     return include_package_option(function)

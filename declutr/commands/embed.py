@@ -8,11 +8,19 @@ import click
 @click.command("embed")
 @click.argument("model")
 @click.argument("input_file", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npy to write ([N, D] float32).")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .npy to write ([N, D] float32)."
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Texts per forward pass.")
 @click.option("--normalize", is_flag=True, help="L2-normalise every embedding.")
-@click.option("--format", "input_format", type=click.Choice(["auto", "text", "jsonl"]), default="auto", show_default=True,
-              help="text: one text per line; jsonl: a JSON string or object per line; auto: jsonl for .jsonl/.ndjson.")
+@click.option(
+    "--format",
+    "input_format",
+    type=click.Choice(["auto", "text", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="text: one text per line; jsonl: a JSON string or object per line; auto: jsonl for .jsonl/.ndjson.",
+)
 @click.option("--field", default="text", show_default=True, help="The JSON-lines field holding the text.")
 @click.option("--pooler", default=None, help="Override the model's pooling (mean, cls, max, ...).")
 @click.option("--device", default=None, help="cuda, cpu, ... (default: CUDA when available).")
@@ -29,5 +37,7 @@ def command(model, input_file, output, batch_size, normalize, input_format, fiel
     if not output.endswith(".npy"):
         raise DeclutrError(f"output {output} must end with .npy")
     encoder = Encoder(model, device=device, batch_size=batch_size, pooler=pooler)
-    count, dimension = embed_file(encoder, input_file, output, normalize=normalize, input_format=input_format, field=field)
+    count, dimension = embed_file(
+        encoder, input_file, output, normalize=normalize, input_format=input_format, field=field
+    )
     click.echo(f"wrote {count} x {dimension} embeddings to {output}", err=True)

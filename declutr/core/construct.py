@@ -121,7 +121,9 @@ def parameters(cls: type, constructor: Callable | None = None) -> list[tuple[str
     taking ``**kwargs`` also accepts the arguments of the next ``__init__`` up the class
     hierarchy (as in AllenNLP), so a subclass need not repeat its parent's.
     """
-    owners = [None] if constructor is not None else [c for c in cls.__mro__ if "__init__" in c.__dict__ and c is not object]
+    owners = (
+        [None] if constructor is not None else [c for c in cls.__mro__ if "__init__" in c.__dict__ and c is not object]
+    )
     result: list[tuple[str, Any, Any]] = []
     for owner in owners:
         function = constructor if owner is None else owner.__dict__["__init__"]
@@ -260,11 +262,15 @@ class _Builder:
         if isinstance(value, str):
             value = {"type": value}
         if not isinstance(value, dict):
-            return self.fail(path, f"expected a {kind.kind_name} (an object with \"type\"), got {_show(value)}")
+            return self.fail(path, f'expected a {kind.kind_name} (an object with "type"), got {_show(value)}')
         config = dict(value)
         name = config.pop("type", None) or kind.default_implementation
         if name is None:
-            if base is not kind and not inspect.isabstract(base) and base not in (c for c, _ in Registrable._registry[kind].values()):
+            if (
+                base is not kind
+                and not inspect.isabstract(base)
+                and base not in (c for c, _ in Registrable._registry[kind].values())
+            ):
                 return self.call(base, base, config, path, extras)
             available = ", ".join(kind.list_available()) or "none registered"
             return self.fail(path, f'missing "type" (a {kind.kind_name}: one of {available})')
@@ -303,7 +309,11 @@ class _Builder:
                 failed = True
             elif key not in known:
                 suggestion = closest(key, known)
-                hint = f' (did you mean "{suggestion}"?)' if suggestion else f" (allowed: {', '.join(sorted(known)) or 'none'})"
+                hint = (
+                    f' (did you mean "{suggestion}"?)'
+                    if suggestion
+                    else f" (allowed: {', '.join(sorted(known)) or 'none'})"
+                )
                 self.fail(path, f'unexpected key "{key}"{hint}')
                 failed = True
         if failed:

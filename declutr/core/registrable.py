@@ -87,12 +87,16 @@ class Registrable:
             try:
                 module = importlib.import_module(module_name)
             except ImportError as error:
-                raise ConfigurationError(f'{path}: cannot import module "{module_name}" for {kind.kind_name} "{name}": {error}') from None
+                raise ConfigurationError(
+                    f'{path}: cannot import module "{module_name}" for {kind.kind_name} "{name}": {error}'
+                ) from None
             subclass = getattr(module, class_name, None)
             if not isinstance(subclass, type):
                 raise ConfigurationError(f'{path}: module "{module_name}" has no class "{class_name}"')
             if not issubclass(subclass, kind):
-                raise ConfigurationError(f'{path}: "{name}" is not a {kind.kind_name} (not a subclass of {kind.__name__})')
+                raise ConfigurationError(
+                    f'{path}: "{name}" is not a {kind.kind_name} (not a subclass of {kind.__name__})'
+                )
             return subclass, None
         available = sorted(registry)
         suggestion = closest(name, available)

@@ -95,7 +95,9 @@ class CorpusIndex:
         """For the whitespace unit: the token index where each word starts, then the token count."""
         if self.word_offsets is None:
             return None
-        return self._read("words.bin", np.dtype(np.uint32), int(self.word_offsets[slot]), int(self.word_offsets[slot + 1]))
+        return self._read(
+            "words.bin", np.dtype(np.uint32), int(self.word_offsets[slot]), int(self.word_offsets[slot + 1])
+        )
 
     def location(self, record: int) -> str:
         """``file:line`` of a record, for messages."""
@@ -235,7 +237,9 @@ def _build(files, source, tokenizer, unit, directory: Path, progress: bool) -> N
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
     total_bytes = sum(p.stat().st_size for p in files)
-    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=f"indexing {len(files)} file(s)", disable=not progress)
+    bar = tqdm(
+        total=total_bytes, unit="B", unit_scale=True, desc=f"indexing {len(files)} file(s)", disable=not progress
+    )
     with bar, contextlib.ExitStack() as stack:
         writer = _IndexWriter(stack, directory, tokenizer, source.num_fields, words=unit == "whitespace")
         last_file, done_bytes = -1, 0
@@ -250,13 +254,21 @@ def _build(files, source, tokenizer, unit, directory: Path, progress: bool) -> N
         writer.finish()
         bar.n = total_bytes
     meta = {
-        "files": [str(p) for p in files], "num_fields": source.num_fields, "unit": unit,
-        "id_dtype": np.dtype(tokenizer.id_dtype).name, "records": len(writer.status),
-        "tokens": int(writer.token_offsets[-1]), "tokenizer": tokenizer.model_name,
+        "files": [str(p) for p in files],
+        "num_fields": source.num_fields,
+        "unit": unit,
+        "id_dtype": np.dtype(tokenizer.id_dtype).name,
+        "records": len(writer.status),
+        "tokens": int(writer.token_offsets[-1]),
+        "tokenizer": tokenizer.model_name,
     }
     with atomic_file(directory / "meta.json") as file:  # written last: its presence marks a complete index
         json.dump(meta, file, indent=1)
     logger.info(
         "indexed %d records (%d tokens) of %s in %.1fs into %s",
-        meta["records"], meta["tokens"], ", ".join(str(p) for p in files[:3]), time.perf_counter() - started, directory,
+        meta["records"],
+        meta["tokens"],
+        ", ".join(str(p) for p in files[:3]),
+        time.perf_counter() - started,
+        directory,
     )

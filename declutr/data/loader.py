@@ -86,8 +86,13 @@ class DocumentDataLoader(DataLoader):
         self._resume_at = 0
         skipped = {k: v for k, v in self.selection.skipped.items() if v}
         if skipped and rank == 0:
-            logger.warning("%s: %d of %d records used; skipped %s", self.data_path, len(self.selection.records),
-                           len(self.index), skipped_summary(self.selection.skipped, len(self.index)))
+            logger.warning(
+                "%s: %d of %d records used; skipped %s",
+                self.data_path,
+                len(self.selection.records),
+                len(self.index),
+                skipped_summary(self.selection.skipped, len(self.index)),
+            )
 
     # -- the plan ---------------------------------------------------------------------------------
     def _layout(self) -> tuple[int, int, int]:
@@ -117,7 +122,9 @@ class DocumentDataLoader(DataLoader):
 
     def make_batch(self, records: np.ndarray, epoch: int) -> dict:
         """One batch; each record's spans and masks from its own ``(seed, epoch, record)`` generator."""
-        examples = [self.reader.example(self.index, int(r), np.random.default_rng((self.seed, epoch, int(r)))) for r in records]
+        examples = [
+            self.reader.example(self.index, int(r), np.random.default_rng((self.seed, epoch, int(r)))) for r in records
+        ]
         return self.reader.collate(examples)
 
     # -- iteration --------------------------------------------------------------------------------
@@ -134,8 +141,11 @@ class DocumentDataLoader(DataLoader):
             stream = (self.make_batch(batches[i], self.epoch) for i in range(start, len(batches)))
         else:
             stream = torch.utils.data.DataLoader(
-                _Batches(self, batches, start, self.epoch), batch_size=None, num_workers=self.num_workers,
-                prefetch_factor=self.prefetch_factor, persistent_workers=False,
+                _Batches(self, batches, start, self.epoch),
+                batch_size=None,
+                num_workers=self.num_workers,
+                prefetch_factor=self.prefetch_factor,
+                persistent_workers=False,
                 pin_memory=torch.cuda.is_available(),  # page-locked batches: the trainer's copies overlap compute
             )
         for batch in stream:
@@ -147,8 +157,13 @@ class DocumentDataLoader(DataLoader):
     def _report(self) -> None:
         skipped = {k: v for k, v in self.stats().items() if k.startswith("documents_skipped") and v}
         if skipped:
-            logger.info("epoch %d of %s done: %d batches; skipped %s", self.epoch, self.data_path, self._position,
-                        ", ".join(f"{k.removeprefix('documents_skipped_')} {v}" for k, v in skipped.items()))
+            logger.info(
+                "epoch %d of %s done: %d batches; skipped %s",
+                self.epoch,
+                self.data_path,
+                self._position,
+                ", ".join(f"{k.removeprefix('documents_skipped_')} {v}" for k, v in skipped.items()),
+            )
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self._position, "seed": self.seed, "batches": len(self)}
@@ -156,7 +171,9 @@ class DocumentDataLoader(DataLoader):
     def load_state_dict(self, state: dict) -> None:
         """Continue at the next unseen batch of the saved epoch on the next iteration."""
         if int(state.get("batches", len(self))) != len(self):
-            logger.warning("the data now gives %d batches per epoch, the checkpoint was made with %d", len(self), state["batches"])
+            logger.warning(
+                "the data now gives %d batches per epoch, the checkpoint was made with %d", len(self), state["batches"]
+            )
         self.epoch = int(state["epoch"])
         self._position = self._resume_at = min(int(state["position"]), len(self))
 
@@ -164,7 +181,9 @@ class DocumentDataLoader(DataLoader):
         """Counters of the current epoch: records in the corpus, used, skipped by reason, batches."""
         full, last, batches = self._layout()
         used = len(self.selection.records)
-        covered = full * self.batch_size * self.world_size + min(used - full * self.batch_size * self.world_size, last * self.world_size)
+        covered = full * self.batch_size * self.world_size + min(
+            used - full * self.batch_size * self.world_size, last * self.world_size
+        )
         return {
             "documents": len(self.index),
             "documents_used": used,
@@ -177,7 +196,9 @@ class DocumentDataLoader(DataLoader):
 
 def skipped_summary(counts: dict[str, int], total: int) -> str:
     """``"12 of 230 (5.2%): short 11, empty 1"`` from ``documents_skipped_<reason>`` counters."""
-    skipped = {k.removeprefix("documents_skipped_"): v for k, v in counts.items() if k.startswith("documents_skipped_") and v}
+    skipped = {
+        k.removeprefix("documents_skipped_"): v for k, v in counts.items() if k.startswith("documents_skipped_") and v
+    }
     count = sum(skipped.values())
     share = 100.0 * count / total if total else 0.0
     return f"{count} of {total} ({share:.1f}%): " + ", ".join(f"{reason} {n}" for reason, n in skipped.items())

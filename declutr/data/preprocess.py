@@ -146,11 +146,21 @@ def write_documents(
 def add_common_arguments(parser) -> None:
     """The cleaning options both scripts share."""
     parser.add_argument("--lowercase", action="store_true", help="lower-case every document")
-    parser.add_argument("--min-length", type=int, default=None,
-                        help="drop documents shorter than this many units (e.g. num_anchors * max_span_len * 2 = 2048)")
-    parser.add_argument("--tokenizer", default=None, help="the model whose tokenizer counts subword units (e.g. roberta-base)")
-    parser.add_argument("--unit", choices=("subword", "whitespace"), default="subword",
-                        help="count subword tokens (default, as the sampler does) or whitespace words")
+    parser.add_argument(
+        "--min-length",
+        type=int,
+        default=None,
+        help="drop documents shorter than this many units (e.g. num_anchors * max_span_len * 2 = 2048)",
+    )
+    parser.add_argument(
+        "--tokenizer", default=None, help="the model whose tokenizer counts subword units (e.g. roberta-base)"
+    )
+    parser.add_argument(
+        "--unit",
+        choices=("subword", "whitespace"),
+        default="subword",
+        help="count subword tokens (default, as the sampler does) or whitespace words",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -160,8 +170,13 @@ def run(documents: Iterable[str], args) -> int:
 
     try:
         counts = write_documents(
-            documents, args.output, lowercase=args.lowercase, min_length=args.min_length,
-            tokenizer=args.tokenizer, unit=args.unit, progress=not args.no_progress,
+            documents,
+            args.output,
+            lowercase=args.lowercase,
+            min_length=args.min_length,
+            tokenizer=args.tokenizer,
+            unit=args.unit,
+            progress=not args.no_progress,
         )
     except DeclutrError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -103,7 +103,9 @@ class DatasetReader(Registrable):
     def select(self, index: CorpusIndex) -> Selection:
         """The usable records; the rest counted by reason (or an error, by policy)."""
         if index.num_fields != self.source.num_fields:
-            raise DeclutrError(f"{index.directory}: indexed with {index.num_fields} fields, the reader needs {self.source.num_fields}")
+            raise DeclutrError(
+                f"{index.directory}: indexed with {index.num_fields} fields, the reader needs {self.source.num_fields}"
+            )
         lengths = index.lengths.reshape(len(index), index.num_fields).min(axis=1)
         ok = index.status == OK
         long_enough = lengths >= self.min_length
@@ -129,7 +131,9 @@ class DatasetReader(Registrable):
         """The batch of docs/architecture.md from examples (in order)."""
         pad = self.transformer_tokenizer.pad_id
         anchors = [x for e in examples for x in e.anchors]
-        labels = [x for e in examples for x in e.mlm_labels] if examples and examples[0].mlm_labels is not None else None
+        labels = (
+            [x for e in examples for x in e.mlm_labels] if examples and examples[0].mlm_labels is not None else None
+        )
         batch = {"anchors": pad_group(anchors, pad, labels)}
         if any(e.positives for e in examples):
             positives, owner, offset = [], [], 0
@@ -178,7 +182,9 @@ class SpanReader(DatasetReader):
         if mlm_probability is not None and not 0.0 < mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must lie in (0, 1) or be null, got {mlm_probability}")
         if mlm_probability is not None and tokenizer.mask_id is None:
-            raise ValueError(f'the tokenizer of "{tokenizer.model_name}" has no mask token; set mlm_probability to null')
+            raise ValueError(
+                f'the tokenizer of "{tokenizer.model_name}" has no mask token; set mlm_probability to null'
+            )
         if short_documents not in ("skip", "error"):
             raise ValueError(f'short_documents must be "skip" or "error", got {short_documents!r}')
         if self.source.num_fields != 1:
@@ -218,7 +224,10 @@ class SpanReader(DatasetReader):
 
         example = Example(inputs(anchors), inputs(positives))
         if self.mlm:
-            masked = [mask_tokens(ids, special, rng, tok.mask_id, tok.vocab_size, self.mlm_probability) for ids, special in example.anchors]
+            masked = [
+                mask_tokens(ids, special, rng, tok.mask_id, tok.vocab_size, self.mlm_probability)
+                for ids, special in example.anchors
+            ]
             example.anchors = [(ids, special) for (ids, _), (_, special) in zip(masked, example.anchors)]
             example.mlm_labels = [labels for _, labels in masked]
         return example
@@ -289,7 +298,9 @@ class NLITripletReader(DatasetReader):
     ):
         source = document_source or AutoFormat(fields=list(fields))
         if source.num_fields != 3:
-            raise ValueError(f"the document source must give 3 texts per record (premise, positive, negative), not {source.num_fields}")
+            raise ValueError(
+                f"the document source must give 3 texts per record (premise, positive, negative), not {source.num_fields}"
+            )
         super().__init__(tokenizer, source, cache_directory)
 
     def example(self, index: CorpusIndex, record: int, rng: np.random.Generator) -> Example:

@@ -93,7 +93,9 @@ class DeclutrSpanSampler(SpanSampler):
 
     def sample(self, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if length < self.min_length:
-            raise ValueError(f"a text of {length} units is shorter than num_anchors * max_span_len * 2 = {self.min_length}")
+            raise ValueError(
+                f"a text of {length} units is shorter than num_anchors * max_span_len * 2 = {self.min_length}"
+            )
         n, top = length, self.max_span_len
         blocks = list(range(0, n - top + 1, top))  # block starts; the trailing partial block is unused
         anchors = np.empty((self.num_anchors, 2), dtype=np.int64)

@@ -185,7 +185,9 @@ class JsonLines(DocumentSource):
                 try:
                     obj = json.loads(text)
                 except json.JSONDecodeError as error:
-                    raise DeclutrError(f"{path}:{line}: not a JSON object ({error.msg} at column {error.colno})") from None
+                    raise DeclutrError(
+                        f"{path}:{line}: not a JSON object ({error.msg} at column {error.colno})"
+                    ) from None
                 if not isinstance(obj, dict):
                     raise DeclutrError(f"{path}:{line}: expected a JSON object, got {type(obj).__name__}")
                 texts = []
@@ -295,5 +297,7 @@ class AutoFormat(DocumentSource):
         if name.endswith((".csv", ".tsv")):
             return self._csv.read_file(path, number)
         if self.num_fields != 1:
-            raise DeclutrError(f"{path}: a plain text file has one document per line, but {len(self.fields)} fields are configured")
+            raise DeclutrError(
+                f"{path}: a plain text file has one document per line, but {len(self.fields)} fields are configured"
+            )
         return self._text.read_file(path, number)

@@ -85,7 +85,9 @@ class TransformerTokenizer:
         full = self.hf("a", add_special_tokens=True)["input_ids"]
         for start in range(len(full) - len(content) + 1):
             if full[start : start + len(content)] == content:
-                return np.asarray(full[:start], dtype=np.int64), np.asarray(full[start + len(content) :], dtype=np.int64)
+                return np.asarray(full[:start], dtype=np.int64), np.asarray(
+                    full[start + len(content) :], dtype=np.int64
+                )
         raise DeclutrError(f'cannot find where "{self.model_name}" puts its special tokens')
 
     @property

@@ -15,4 +15,12 @@ from declutr.evaluation.run import (
 )
 from declutr.evaluation.tasks import SentEvalTask
 
-__all__ = ["DOWNSTREAM_TASKS", "ClassifierSettings", "SentEvalTask", "aggregate", "evaluate", "format_table", "parse_tasks"]
+__all__ = [
+    "DOWNSTREAM_TASKS",
+    "ClassifierSettings",
+    "SentEvalTask",
+    "aggregate",
+    "evaluate",
+    "format_table",
+    "parse_tasks",
+]

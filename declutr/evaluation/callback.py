@@ -32,9 +32,16 @@ class SentEvalEvaluation(Callback):
     untokenized: read STS-B's untokenised ``original/`` files. batch_size: sentences per forward pass.
     """
 
-    def __init__(self, data_dir: str | None = None, task: Literal["STSBenchmark", "SICKRelatedness"] = "STSBenchmark",
-                 split: Literal["train", "dev", "test"] = "dev", every: int = 250, keep_best: bool = True,
-                 untokenized: bool = False, batch_size: int = 64):
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        task: Literal["STSBenchmark", "SICKRelatedness"] = "STSBenchmark",
+        split: Literal["train", "dev", "test"] = "dev",
+        every: int = 250,
+        keep_best: bool = True,
+        untokenized: bool = False,
+        batch_size: int = 64,
+    ):
         import os
 
         from declutr.evaluation.run import build_tasks
@@ -65,9 +72,12 @@ class SentEvalEvaluation(Callback):
         max_length = max_sequence_length(config, model.tokenizer)
 
         def embed(texts: list[str]) -> np.ndarray:
-            batches = [(index, model.embed(ids, attention, special).float().cpu().numpy())
-                       for index, ids, attention, special in padded_batches(
-                           model.tokenizer, texts, self.batch_size, max_length, device)]
+            batches = [
+                (index, model.embed(ids, attention, special).float().cpu().numpy())
+                for index, ids, attention, special in padded_batches(
+                    model.tokenizer, texts, self.batch_size, max_length, device
+                )
+            ]
             output = np.empty((len(texts), batches[0][1].shape[1]), dtype=np.float32)
             for index, vectors in batches:
                 output[index] = vectors

@@ -60,8 +60,13 @@ class ClassifierSettings:
 
     def describe(self) -> dict:
         return {
-            "classifier": "logistic regression (torch)", "optim": self.optim, "batch_size": self.batch_size,
-            "tenacity": self.tenacity, "epoch_size": self.epoch_size, "max_epoch": self.max_epoch, "kfold": self.kfold,
+            "classifier": "logistic regression (torch)",
+            "optim": self.optim,
+            "batch_size": self.batch_size,
+            "tenacity": self.tenacity,
+            "epoch_size": self.epoch_size,
+            "max_epoch": self.max_epoch,
+            "kfold": self.kfold,
         }
 
 
@@ -148,7 +153,9 @@ class LogisticRegression:
     best model (by dev accuracy) for ``l2[r]``.
     """
 
-    def __init__(self, in_features: int, n_classes: int, l2=(0.0,), settings: ClassifierSettings | None = None, seed: int = 1111):
+    def __init__(
+        self, in_features: int, n_classes: int, l2=(0.0,), settings: ClassifierSettings | None = None, seed: int = 1111
+    ):
         import torch
 
         self.settings = settings or ClassifierSettings()
@@ -189,7 +196,7 @@ class LogisticRegression:
             for _ in range(s.epoch_size):
                 permutation = self.rng.permutation(len(train_x))
                 for start in range(0, len(train_x), s.batch_size):
-                    index = torch.from_numpy(permutation[start:start + s.batch_size])
+                    index = torch.from_numpy(permutation[start : start + s.batch_size])
                     batch_x = train_x.index_select(0, index)
                     probs = torch.softmax((batch_x @ weight).view(len(index), repeats, classes), dim=-1)
                     residual = (probs - onehot.index_select(0, index)[:, None, :]).view(len(index), -1)
@@ -200,7 +207,7 @@ class LogisticRegression:
             for r in np.flatnonzero(active):
                 if accuracy[r] > best[r]:
                     best[r] = accuracy[r]
-                    best_weight[:, r * classes:(r + 1) * classes] = weight[:, r * classes:(r + 1) * classes]
+                    best_weight[:, r * classes : (r + 1) * classes] = weight[:, r * classes : (r + 1) * classes]
                 else:
                     if waited[r] >= s.tenacity:
                         active[r] = False
@@ -213,7 +220,7 @@ class LogisticRegression:
         return (predictions == y[:, None]).float().mean(0).numpy().astype(np.float64)
 
     def predict(self, x, which: int = 0) -> np.ndarray:
-        columns = self.weight[:, which * self.n_classes:(which + 1) * self.n_classes]
+        columns = self.weight[:, which * self.n_classes : (which + 1) * self.n_classes]
         return (_with_bias_column(x) @ columns).argmax(-1).numpy()
 
     def score(self, x, y, which: int = 0) -> float:
@@ -237,7 +244,9 @@ def inner_kfold(x, y, n_classes: int, settings: ClassifierSettings, seed: int) -
         per_fold = []
         for inner_train, inner_test in stratified_kfold(y_train, settings.kfold, 1111):
             model = LogisticRegression(x.shape[1], n_classes, L2_GRID, settings, seed)
-            per_fold.append(model.fit(x_train[inner_train], y_train[inner_train], dev=(x_train[inner_test], y_train[inner_test])))
+            per_fold.append(
+                model.fit(x_train[inner_train], y_train[inner_train], dev=(x_train[inner_test], y_train[inner_test]))
+            )
         scores = [round(100 * float(np.mean(column)), 2) for column in np.asarray(per_fold).T]
         chosen = L2_GRID[int(np.argmax(scores))]
         dev_scores.append(max(scores))
@@ -254,7 +263,9 @@ def kfold(train_x, train_y, test_x, test_y, n_classes: int, settings: Classifier
     per_fold = []
     for train_index, test_index in stratified_kfold(train_y, settings.kfold, seed):
         model = LogisticRegression(train_x.shape[1], n_classes, L2_GRID, settings, seed)
-        per_fold.append(model.fit(train_x[train_index], train_y[train_index], dev=(train_x[test_index], train_y[test_index])))
+        per_fold.append(
+            model.fit(train_x[train_index], train_y[train_index], dev=(train_x[test_index], train_y[test_index]))
+        )
     scores = [round(100 * float(np.mean(column)), 2) for column in np.asarray(per_fold).T]
     chosen = L2_GRID[int(np.argmax(scores))]
     model = LogisticRegression(train_x.shape[1], n_classes, (chosen,), settings, seed)
@@ -329,7 +340,7 @@ def relatedness(train_x, train_scores, dev_x, dev_scores, test_x, settings: Clas
         for _ in range(settings.regressor_epochs_per_check):
             permutation = rng.permutation(len(train_x))
             for start in range(0, len(train_x), batch_size):
-                index = torch.from_numpy(permutation[start:start + batch_size])
+                index = torch.from_numpy(permutation[start : start + batch_size])
                 batch_x = train_x.index_select(0, index)
                 probs = torch.softmax(batch_x @ weight, dim=-1)
                 d_probs = (probs - target.index_select(0, index)).mul_(2.0 / probs.numel())  # d(MSE)/d(probs)

@@ -15,8 +15,22 @@ logger = logging.getLogger(__name__)
 
 #: SentEval's downstream tasks in the paper's order
 DOWNSTREAM_TASKS = (
-    "STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICKRelatedness",
-    "MR", "CR", "SUBJ", "MPQA", "SST2", "SST5", "TREC", "MRPC", "SICKEntailment",
+    "STS12",
+    "STS13",
+    "STS14",
+    "STS15",
+    "STS16",
+    "STSBenchmark",
+    "SICKRelatedness",
+    "MR",
+    "CR",
+    "SUBJ",
+    "MPQA",
+    "SST2",
+    "SST5",
+    "TREC",
+    "MRPC",
+    "SICKEntailment",
 )
 
 
@@ -43,14 +57,19 @@ def parse_tasks(spec: str | list[str]) -> list[str]:
     return list(dict.fromkeys(result))
 
 
-def build_tasks(names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "senteval") -> list[SentEvalTask]:
+def build_tasks(
+    names: list[str], data_dir: str | Path, untokenized: bool = False, pair_features: str = "senteval"
+) -> list[SentEvalTask]:
     """The tasks, after checking that ``data_dir`` holds every file they need (one error listing all)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DeclutrError(f"data directory {data_dir} does not exist (expected SentEval's data/downstream layout)")
     if pair_features not in PAIR_FEATURES:
         raise DeclutrError(f'unknown pair features "{pair_features}"; choose one of: {", ".join(PAIR_FEATURES)}')
-    tasks = [SentEvalTask.by_name(name)(str(data_dir), untokenized=untokenized, pair_features=pair_features) for name in names]
+    tasks = [
+        SentEvalTask.by_name(name)(str(data_dir), untokenized=untokenized, pair_features=pair_features)
+        for name in names
+    ]
     missing = [f"{task.name}: {path}" for task in tasks for path in task.missing_files()]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
@@ -117,7 +136,7 @@ def evaluate(
             "pair_features": PAIR_FEATURES[pair_features],
             "relatedness_features": "[|u-v|, u*v]",
             "aggregate": "STS12-16 all.spearman.mean*100; STS-B/SICK-R test spearman*100 (regressor); "
-                         "classification test acc; MRPC (acc+f1)/2; downstream = mean",
+            "classification test acc; MRPC (acc+f1)/2; downstream = mean",
         },
     }
 

@@ -248,8 +248,13 @@ class RelatednessTask(SentEvalTask):
             return np.concatenate([np.abs(u - v), u * v], axis=1)
 
         dev_pearson, predicted = classifiers.relatedness(
-            features(train_u, train_v), data["train"][2], features(dev_u, dev_v), data["dev"][2],
-            features(test_u, test_v), settings, seed,
+            features(train_u, train_v),
+            data["train"][2],
+            features(dev_u, dev_v),
+            data["dev"][2],
+            features(test_u, test_v),
+            settings,
+            seed,
         )
         gold = data["test"][2]
         return {
@@ -260,7 +265,7 @@ class RelatednessTask(SentEvalTask):
             "ntest": len(gold),
             "cosine": correlations(cosine_rows(test_u, test_v), gold),
             "protocol": "pearson/spearman/mse: SentEval regressor on [|u-v|, u*v] (train, dev-selected), test set; "
-                        "cosine: cosine similarity on the test set",
+            "cosine: cosine similarity on the test set",
         }
 
 
@@ -292,7 +297,11 @@ class SICKRelatedness(RelatednessTask):
     """SICK relatedness (header, then pair_ID, sentence_A, sentence_B, relatedness, entailment)."""
 
     folder = "SICK"
-    splits: ClassVar[dict[str, str]] = {"train": "SICK_train.txt", "dev": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
+    splits: ClassVar[dict[str, str]] = {
+        "train": "SICK_train.txt",
+        "dev": "SICK_trial.txt",
+        "test": "SICK_test_annotated.txt",
+    }
 
     def parse(self, lines, filename):
         first, second, scores = [], [], []
@@ -362,8 +371,11 @@ class SSTTask(SentEvalTask):
     def run(self, embed: Embed, settings: ClassifierSettings, seed: int = 1111) -> dict:
         texts, labels = {}, {}
         for split, filename in zip(("train", "valid", "test"), self.files):
-            parsed = [self.parse(line, f"{self.name} {filename} line {n}")
-                      for n, line in enumerate(self.read_lines(filename), 1) if line.strip()]
+            parsed = [
+                self.parse(line, f"{self.name} {filename} line {n}")
+                for n, line in enumerate(self.read_lines(filename), 1)
+                if line.strip()
+            ]
             texts[split], labels[split] = _sorted_by_length([t for t, _ in parsed], [y for _, y in parsed])
         embedded = embed_all(embed, texts["train"], texts["valid"], texts["test"])
         x = dict(zip(("train", "valid", "test"), embedded))
@@ -461,12 +473,21 @@ class MRPC(PairClassificationTask):
         test_a, test_b, test_y = self.sorted_pairs(self.files[1])
         train_u, train_v, test_u, test_v = embed_all(embed, train_a, train_b, test_a, test_b)
         devacc, acc, predictions = classifiers.kfold(
-            pair_features(train_u, train_v, self.pair_features), train_y,
-            pair_features(test_u, test_v, self.pair_features), test_y, 2, settings, seed,
+            pair_features(train_u, train_v, self.pair_features),
+            train_y,
+            pair_features(test_u, test_v, self.pair_features),
+            test_y,
+            2,
+            settings,
+            seed,
         )
         return {
-            "devacc": devacc, "acc": acc, "f1": round(100 * classifiers.f1_binary(test_y, predictions), 2),
-            "ndev": len(train_y), "ntest": len(test_y), "features": PAIR_FEATURES[self.pair_features],
+            "devacc": devacc,
+            "acc": acc,
+            "f1": round(100 * classifiers.f1_binary(test_y, predictions), 2),
+            "ndev": len(train_y),
+            "ntest": len(test_y),
+            "features": PAIR_FEATURES[self.pair_features],
         }
 
 
@@ -494,9 +515,16 @@ class SICKEntailment(PairClassificationTask):
     def run(self, embed: Embed, settings: ClassifierSettings, seed: int = 1111) -> dict:
         data = [self.sorted_pairs(filename) for filename in self.files]
         vectors = embed_all(embed, *(group for a, b, _ in data for group in (a, b)))
-        x = {split: pair_features(vectors[2 * i], vectors[2 * i + 1], self.pair_features)
-             for i, split in enumerate(("train", "valid", "test"))}
+        x = {
+            split: pair_features(vectors[2 * i], vectors[2 * i + 1], self.pair_features)
+            for i, split in enumerate(("train", "valid", "test"))
+        }
         y = {split: data[i][2] for i, split in enumerate(("train", "valid", "test"))}
         devacc, acc = classifiers.split(x, y, len(self.classes), settings, seed)
-        return {"devacc": devacc, "acc": acc, "ndev": len(y["valid"]), "ntest": len(y["test"]),
-                "features": PAIR_FEATURES[self.pair_features]}
+        return {
+            "devacc": devacc,
+            "acc": acc,
+            "ndev": len(y["valid"]),
+            "ntest": len(y["test"]),
+            "features": PAIR_FEATURES[self.pair_features],
+        }

@@ -60,7 +60,9 @@ def iter_texts(path: Path, jsonl: bool, field: str = "text") -> Iterator[str]:
             elif isinstance(record, dict) and isinstance(record.get(field), str):
                 yield record[field]
             else:
-                raise DeclutrError(f'{path}:{number}: expected a JSON string or an object with a string "{field}" field')
+                raise DeclutrError(
+                    f'{path}:{number}: expected a JSON string or an object with a string "{field}" field'
+                )
 
 
 def embed_file(
@@ -109,7 +111,7 @@ def embed_file(
             vectors = encoder.embed(chunk, batch_size=batch_size, show_progress=False)
             if normalize:
                 vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-            array[written:written + len(chunk)] = vectors
+            array[written : written + len(chunk)] = vectors
             written += len(chunk)
             bar.update(len(chunk))
         if written != total:

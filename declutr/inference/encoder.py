@@ -57,14 +57,19 @@ def padded_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length:
     import torch
 
     encoded = tokenizer(
-        list(texts), truncation=True, max_length=max_length, padding=False,
-        return_special_tokens_mask=True, return_attention_mask=False, return_token_type_ids=False,
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_special_tokens_mask=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
     )
     ids, special = encoded["input_ids"], encoded["special_tokens_mask"]
     order = np.argsort(-np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids)), kind="stable")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         width = len(ids[index[0]])
         input_ids = torch.full((len(index), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(index), width), dtype=torch.long)
@@ -174,8 +179,12 @@ class Encoder:
 
     # ------------------------------------------------------------------ embedding
 
-    def __call__(self, inputs: str | os.PathLike | Sequence[str], batch_size: int | None = None,
-                 show_progress: bool | None = None) -> np.ndarray:
+    def __call__(
+        self,
+        inputs: str | os.PathLike | Sequence[str],
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
         """Embed ``inputs``: a text (-> ``[D]``), a list of texts or a path to a text file with
         one text per line (-> ``[N, D]``). A ``str`` naming an existing file is read as one."""
         single = False
@@ -193,7 +202,9 @@ class Encoder:
         embeddings = self.embed(texts, batch_size=batch_size, show_progress=show_progress)
         return embeddings[0] if single else embeddings
 
-    def embed(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None) -> np.ndarray:
+    def embed(
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None
+    ) -> np.ndarray:
         """``[len(texts), D]`` float32 embeddings of ``texts`` in order."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -214,7 +225,9 @@ class Encoder:
             output /= np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)
         return output
 
-    def iter_batches(self, texts: Sequence[str], batch_size: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_batches(
+        self, texts: Sequence[str], batch_size: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(positions, float32 vectors)`` per length-sorted batch (not normalised here)."""
         import torch
 

@@ -63,7 +63,9 @@ class EmbeddingModel(NamedTuple):
     def embed(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, special_tokens_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.pooler(last_hidden_state(self.model, input_ids, attention_mask), attention_mask, special_tokens_mask)
+        return self.pooler(
+            last_hidden_state(self.model, input_ids, attention_mask), attention_mask, special_tokens_mask
+        )
 
 
 def registered_name(component: torch.nn.Module, kind: type) -> str:
@@ -80,7 +82,12 @@ def describe(component: torch.nn.Module, skip: tuple[str, ...] = ("input_dim",))
         if "__init__" not in cls.__dict__ or cls in (torch.nn.Module, object):
             continue
         for name in inspect.signature(cls.__dict__["__init__"]).parameters:
-            if name not in ("self", "args", "kwargs") and name not in skip and name not in result and hasattr(component, name):
+            if (
+                name not in ("self", "args", "kwargs")
+                and name not in skip
+                and name not in result
+                and hasattr(component, name)
+            ):
                 value = getattr(component, name)
                 result[name] = list(value) if isinstance(value, tuple) else value
     return result
@@ -123,24 +130,35 @@ def write_json(path: Path, value: Any) -> None:
 
 def write_sentence_transformers_files(directory: Path, mode: str, dimension: int, max_seq_length: int) -> None:
     """modules.json (Transformer + Pooling), in the long-standing format every version reads."""
-    write_json(directory / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ])
+    write_json(
+        directory / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ],
+    )
     write_json(directory / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
-    write_json(directory / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": dimension,
-        "pooling_mode_cls_token": mode == "cls",
-        "pooling_mode_mean_tokens": mode == "mean",
-        "pooling_mode_max_tokens": mode == "max",
-        "pooling_mode_mean_sqrt_len_tokens": False,
-        "pooling_mode_weightedmean_tokens": False,
-        "pooling_mode_lasttoken": False,
-        "include_prompt": True,
-    })
-    write_json(directory / "config_sentence_transformers.json", {
-        "prompts": {}, "default_prompt_name": None, "similarity_fn_name": "cosine",
-    })
+    write_json(
+        directory / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": dimension,
+            "pooling_mode_cls_token": mode == "cls",
+            "pooling_mode_mean_tokens": mode == "mean",
+            "pooling_mode_max_tokens": mode == "max",
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+    )
+    write_json(
+        directory / "config_sentence_transformers.json",
+        {
+            "prompts": {},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
 
 
 def export_model(model: Any, directory: str | os.PathLike) -> Path:
@@ -170,12 +188,15 @@ def export_model(model: Any, directory: str | os.PathLike) -> Path:
         mode = sentence_transformers_mode(description)
         if mode is not None:
             config = encoder.model.config
-            write_sentence_transformers_files(staging, mode, encoder.hidden_size, max_sequence_length(config, tokenizer))
+            write_sentence_transformers_files(
+                staging, mode, encoder.hidden_size, max_sequence_length(config, tokenizer)
+            )
         else:
             logger.warning(
                 "sentence-transformers cannot express this pooling (%s%s): the export has no modules.json; "
                 "load it with declutr (declutr.io.export.load_embedding_model or the Encoder)",
-                description["pooler"]["type"], " + projection head" if description["feedforward"] else "",
+                description["pooler"]["type"],
+                " + projection head" if description["feedforward"] else "",
             )
     return directory
 
@@ -194,13 +215,27 @@ def _sentence_transformers_pooling(directory: Path) -> tuple[Path, dict[str, Any
                 max_length = json.loads(config_file.read_text(encoding="utf-8")).get("max_seq_length")
         elif kind == "Pooling":
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-            modes = config.get("pooling_mode") or [
-                name for key, name in (("pooling_mode_cls_token", "cls"), ("pooling_mode_mean_tokens", "mean"),
-                                       ("pooling_mode_max_tokens", "max")) if config.get(key)
-            ] or ["unsupported"]
+            modes = (
+                config.get("pooling_mode")
+                or [
+                    name
+                    for key, name in (
+                        ("pooling_mode_cls_token", "cls"),
+                        ("pooling_mode_mean_tokens", "mean"),
+                        ("pooling_mode_max_tokens", "max"),
+                    )
+                    if config.get(key)
+                ]
+                or ["unsupported"]
+            )
             modes = [modes] if isinstance(modes, str) else list(modes)
-            if len(modes) != 1 or modes[0] not in ("cls", "mean", "max") or config.get("pooling_mode_mean_sqrt_len_tokens") \
-                    or config.get("pooling_mode_weightedmean_tokens") or config.get("pooling_mode_lasttoken"):
+            if (
+                len(modes) != 1
+                or modes[0] not in ("cls", "mean", "max")
+                or config.get("pooling_mode_mean_sqrt_len_tokens")
+                or config.get("pooling_mode_weightedmean_tokens")
+                or config.get("pooling_mode_lasttoken")
+            ):
                 raise ValueError(f"{path}: sentence-transformers pooling {config} is not supported by declutr")
             pooler = {"type": modes[0]}
         elif kind == "Normalize":
@@ -240,16 +275,23 @@ def load_embedding_model(
     if (directory / POOLING_CONFIG).is_file():
         description = json.loads((directory / POOLING_CONFIG).read_text(encoding="utf-8"))
         if description.get("format_version", 1) > FORMAT_VERSION:
-            raise ValueError(f"{directory / POOLING_CONFIG}: written by a newer declutr (format {description['format_version']})")
+            raise ValueError(
+                f"{directory / POOLING_CONFIG}: written by a newer declutr (format {description['format_version']})"
+            )
         if (directory / "sentence_bert_config.json").is_file():
-            max_length = json.loads((directory / "sentence_bert_config.json").read_text(encoding="utf-8")).get("max_seq_length")
+            max_length = json.loads((directory / "sentence_bert_config.json").read_text(encoding="utf-8")).get(
+                "max_seq_length"
+            )
     elif (directory / "modules.json").is_file():
         transformer_dir, description, max_length = _sentence_transformers_pooling(directory)
     else:
         description = {"pooler": {"type": "mean"}, "feedforward": None, "normalize": False}
 
     model = AutoModel.from_pretrained(
-        str(transformer_dir), attn_implementation="sdpa", trust_remote_code=trust_remote_code, **{dtype_kwarg(): torch.float32}
+        str(transformer_dir),
+        attn_implementation="sdpa",
+        trust_remote_code=trust_remote_code,
+        **{dtype_kwarg(): torch.float32},
     )
     tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir), trust_remote_code=trust_remote_code)
     if max_length is not None and (tokenizer.model_max_length is None or tokenizer.model_max_length > max_length):

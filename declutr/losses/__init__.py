@@ -7,6 +7,14 @@ from declutr.losses.infomax import JensenShannonInfomaxLoss
 from declutr.losses.mlm import MaskedLanguageModelingLoss
 
 __all__ = [
-    "ContrastiveLoss", "InfoNCELoss", "JensenShannonInfomaxLoss", "Loss", "MaskedLanguageModelingLoss",
-    "MutualInformationLoss", "NTXentLoss", "contrastive", "infomax", "mlm",
+    "ContrastiveLoss",
+    "InfoNCELoss",
+    "JensenShannonInfomaxLoss",
+    "Loss",
+    "MaskedLanguageModelingLoss",
+    "MutualInformationLoss",
+    "NTXentLoss",
+    "contrastive",
+    "infomax",
+    "mlm",
 ]

@@ -27,7 +27,9 @@ class ContrastiveLoss(Loss):
 class MutualInformationLoss(Loss):
     """``forward(global [N, D], local [N, L, D], attention_mask [N, L]) -> scalar`` (IS-BERT)."""
 
-    def forward(self, global_features: torch.Tensor, local_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, global_features: torch.Tensor, local_features: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 

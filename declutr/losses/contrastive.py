@@ -35,7 +35,9 @@ class NTXentLoss(ContrastiveLoss):
             logits = torch.cat([logits, embeddings @ F.normalize(negatives, dim=-1).T / self.temperature], dim=1)
         index = torch.arange(count, device=logits.device)
         targets = torch.cat([index + count, index])
-        return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), targets)  # log-sum-exp in float32 under any autocast
+        return F.cross_entropy(
+            logits.to(torch.promote_types(logits.dtype, torch.float32)), targets
+        )  # log-sum-exp in float32 under any autocast
 
 
 @ContrastiveLoss.register("info_nce")
@@ -64,4 +66,6 @@ class InfoNCELoss(ContrastiveLoss):
                 hard = hard + self.hard_negative_weight * torch.eye(*hard.shape, dtype=hard.dtype, device=hard.device)
             logits = torch.cat([logits, hard], dim=1)
         targets = torch.arange(anchors.size(0), device=logits.device)
-        return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), targets)  # log-sum-exp in float32 under any autocast
+        return F.cross_entropy(
+            logits.to(torch.promote_types(logits.dtype, torch.float32)), targets
+        )  # log-sum-exp in float32 under any autocast

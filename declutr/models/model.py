@@ -76,7 +76,11 @@ class Model(torch.nn.Module, Registrable):
         """What the losses see for a text group of a batch (``input_ids``, ``attention_mask``,
         ``special_tokens_mask``): ``embed``'s computation, through the projection head if any."""
         return self._in_sub_batches(
-            self.head, group["input_ids"], group["attention_mask"], group.get("special_tokens_mask"), group.get("lengths")
+            self.head,
+            group["input_ids"],
+            group["attention_mask"],
+            group.get("special_tokens_mask"),
+            group.get("lengths"),
         )
 
     def _in_sub_batches(self, head, input_ids, attention_mask, special_tokens_mask, lengths=None) -> torch.Tensor:
@@ -84,7 +88,12 @@ class Model(torch.nn.Module, Registrable):
             return head(self.encoder(ids, mask), mask, special)
 
         return in_sub_batches(
-            padded, attention_mask, self.max_padding_fraction, input_ids, attention_mask, special_tokens_mask,
+            padded,
+            attention_mask,
+            self.max_padding_fraction,
+            input_ids,
+            attention_mask,
+            special_tokens_mask,
             lengths=lengths,
         )
 

@@ -71,7 +71,8 @@ class SimCSEModel(Model):
         if batch.get("positives") is None:
             doubled = {  # tensors and the host-side ``lengths`` list, each twice
                 key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value + value
-                for key, value in anchors.items() if key != "mlm_labels"
+                for key, value in anchors.items()
+                if key != "mlm_labels"
             }
             anchor_embeddings, positive_embeddings = self.embed_group(doubled).chunk(2)
         else:

@@ -6,6 +6,13 @@ from declutr.modules.heads import EmbeddingHead, FeedForward
 from declutr.modules.poolers import Pooler
 
 __all__ = [
-    "EmbeddingHead", "FeedForward", "Pooler", "TextEncoder", "TransformerEncoder",
-    "distributed", "encoders", "heads", "poolers",
+    "EmbeddingHead",
+    "FeedForward",
+    "Pooler",
+    "TextEncoder",
+    "TransformerEncoder",
+    "distributed",
+    "encoders",
+    "heads",
+    "poolers",
 ]

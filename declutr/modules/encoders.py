@@ -185,9 +185,13 @@ def report_loading(name: str, loading: dict, masked_language_modeling: bool) -> 
     unexpected = sorted(loading.get("unexpected_keys") or ())
     parts = []
     if missing:
-        head = masked_language_modeling and all(k.startswith(("lm_head.", "cls.", "generator_", "pred_")) for k in missing)
+        head = masked_language_modeling and all(
+            k.startswith(("lm_head.", "cls.", "generator_", "pred_")) for k in missing
+        )
         what = "masked-LM head not in the checkpoint" if head else "tensors not in the checkpoint"
-        parts.append(f"{what}: {len(missing)} tensors initialised ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+        parts.append(
+            f"{what}: {len(missing)} tensors initialised ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+        )
     if unexpected:
         parts.append(f"unexpected tensors ignored: {len(unexpected)}")
     if parts:

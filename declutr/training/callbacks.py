@@ -66,7 +66,9 @@ class ProgressBar(Callback):
         if trainer.is_primary and trainer.show_progress:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, desc="training", unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=trainer.total_steps, initial=trainer.step, desc="training", unit="step", dynamic_ncols=True
+            )
 
     def on_step(self, trainer, metrics) -> None:
         if self.bar is not None:
@@ -146,8 +148,13 @@ class EarlyStopping(Callback):
     mode: ``min`` or ``max``. min_delta: the smallest change that counts as an improvement.
     """
 
-    def __init__(self, patience: int = 3, metric: str = "validation_loss", mode: Literal["min", "max"] = "min",
-                 min_delta: float = 0.0):
+    def __init__(
+        self,
+        patience: int = 3,
+        metric: str = "validation_loss",
+        mode: Literal["min", "max"] = "min",
+        min_delta: float = 0.0,
+    ):
         if patience < 1:
             raise ValueError(f"patience must be at least 1, got {patience}")
         self.patience, self.metric, self.mode, self.min_delta = patience, metric, mode, min_delta

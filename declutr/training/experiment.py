@@ -178,7 +178,9 @@ class Experiment:
         from declutr.data import DataLoader
 
         import_components()
-        parts = build(experiment_signature(), _top_level(self.config), extras={"serialization_dir": str(serialization_dir)})
+        parts = build(
+            experiment_signature(), _top_level(self.config), extras={"serialization_dir": str(serialization_dir)}
+        )
         if parts.train_data_path is None and self.trains:
             raise DeclutrError(
                 'train_data_path: not set (give it in the config or with --overrides \'{"train_data_path": "..."}\')'
@@ -189,7 +191,9 @@ class Experiment:
 
         def loader(lazy, reader, path):
             lazy = lazy or Lazy(lambda **kw: build(DataLoader, {}, "data_loader", kw))
-            return lazy.construct(reader=reader, data_path=path, seed=self.random_seed, rank=rank, world_size=world_size)
+            return lazy.construct(
+                reader=reader, data_path=path, seed=self.random_seed, rank=rank, world_size=world_size
+            )
 
         train_loader = loader(parts.data_loader, reader, parts.train_data_path) if parts.train_data_path else None
         validation_loader = None

@@ -155,7 +155,7 @@ def _dataset_reader(reader: dict, path: str, t: _Translation) -> dict:
                 f"{path}.num_anchors (span sampling)",
                 f'{path}.short_documents "error"',
                 "as the reference, which raised ValueError on a document shorter than "
-                "num_anchors * max_span_len * 2 tokens; \"skip\" skips and counts them",
+                'num_anchors * max_span_len * 2 tokens; "skip" skips and counts them',
             )
 
     tokenizer = reader.pop("tokenizer", None)

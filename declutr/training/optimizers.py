@@ -27,7 +27,9 @@ def make_parameter_groups(
         return [{"params": [p for _, p in trainable]}]
     result = [{"params": [], **overrides} for _, overrides in groups] + [{"params": []}]
     for name, parameter in trainable:
-        index = next((i for i, (regexes, _) in enumerate(groups) if any(re.search(r, name) for r in regexes)), len(groups))
+        index = next(
+            (i for i, (regexes, _) in enumerate(groups) if any(re.search(r, name) for r in regexes)), len(groups)
+        )
         result[index]["params"].append(parameter)
     return [group for group in result if group["params"]]
 
@@ -71,7 +73,13 @@ class AdamW(Optimizer, torch.optim.Optimizer):
             raise ValueError("lr, eps and weight_decay must be non-negative")
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must lie in [0, 1), got {list(betas)}")
-        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay, "correct_bias": correct_bias}
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "correct_bias": correct_bias,
+        }
         torch.optim.Optimizer.__init__(self, make_parameter_groups(model_parameters, parameter_groups), defaults)
         self.foreach = foreach
 
@@ -141,8 +149,13 @@ class Adam(Optimizer, torch.optim.Adam):
         parameter_groups: ParameterGroups | None = None,
     ):
         torch.optim.Adam.__init__(
-            self, make_parameter_groups(model_parameters, parameter_groups),
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+            self,
+            make_parameter_groups(model_parameters, parameter_groups),
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
         )
 
 
@@ -164,6 +177,10 @@ class SGD(Optimizer, torch.optim.SGD):
         parameter_groups: ParameterGroups | None = None,
     ):
         torch.optim.SGD.__init__(
-            self, make_parameter_groups(model_parameters, parameter_groups),
-            lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+            self,
+            make_parameter_groups(model_parameters, parameter_groups),
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
         )

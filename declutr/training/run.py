@@ -215,7 +215,9 @@ def train_model(
         try:
             dist.barrier()
             world_size = int(os.environ["WORLD_SIZE"])
-            metrics = build_and_train(experiment, serialization_dir, recover, rank, world_size, local_rank if cuda else -1)
+            metrics = build_and_train(
+                experiment, serialization_dir, recover, rank, world_size, local_rank if cuda else -1
+            )
             return metrics if rank == 0 else None  # one summary line per run, from rank 0
         finally:
             dist.destroy_process_group()

@@ -76,7 +76,11 @@ class SlantedTriangular(LearningRateScheduler):
     """
 
     def __init__(
-        self, optimizer, num_training_steps: int, cut_frac: float = 0.1, ratio: float = 32.0,
+        self,
+        optimizer,
+        num_training_steps: int,
+        cut_frac: float = 0.1,
+        ratio: float = 32.0,
         reproduce_lazy_bug: bool = False,
     ):
         if not 0.0 < cut_frac < 1.0:

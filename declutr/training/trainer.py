@@ -28,7 +28,15 @@ class Trainer(Registrable):
     """Trains a model on a data loader; receives the built pieces at run time."""
 
     default_implementation = "default"
-    runtime_args = ("model", "data_loader", "validation_data_loader", "serialization_dir", "rank", "world_size", "device")
+    runtime_args = (
+        "model",
+        "data_loader",
+        "validation_data_loader",
+        "serialization_dir",
+        "rank",
+        "world_size",
+        "device",
+    )
 
     def train(self, checkpoint: Path | None = None) -> dict[str, Any]:
         raise NotImplementedError
@@ -93,9 +101,14 @@ class GradientDescentTrainer(Trainer):
         world_size: int = 1,
         device: int | None = None,
     ):
-        for name, value in [("num_epochs", num_epochs), ("max_steps", max_steps), ("log_every", log_every),
-                            ("gradient_accumulation_steps", gradient_accumulation_steps),
-                            ("checkpoint_every", checkpoint_every), ("validation_every", validation_every)]:
+        for name, value in [
+            ("num_epochs", num_epochs),
+            ("max_steps", max_steps),
+            ("log_every", log_every),
+            ("gradient_accumulation_steps", gradient_accumulation_steps),
+            ("checkpoint_every", checkpoint_every),
+            ("validation_every", validation_every),
+        ]:
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if grad_norm is not None and grad_norm <= 0:
@@ -124,7 +137,9 @@ class GradientDescentTrainer(Trainer):
 
         self.model = model.to(self.device)
         parameters = list(unwrap(self.model).named_parameters())
-        self.optimizer = (optimizer or Lazy(lambda **kw: Optimizer.by_name("adamw")(**kw))).construct(model_parameters=parameters)
+        self.optimizer = (optimizer or Lazy(lambda **kw: Optimizer.by_name("adamw")(**kw))).construct(
+            model_parameters=parameters
+        )
         scheduler = learning_rate_scheduler or Lazy(lambda **kw: LearningRateScheduler.by_name("constant")(**kw))
         self.scheduler = scheduler.construct(optimizer=self.optimizer, num_training_steps=self.total_steps)
         self.amp_dtype = torch.float16 if amp_dtype == "float16" else torch.bfloat16
@@ -158,9 +173,13 @@ class GradientDescentTrainer(Trainer):
 
     def training_state(self) -> dict[str, Any]:
         return {
-            "step": self.step, "epoch": self.epoch, "batches_in_epoch": self.batches_in_epoch,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batches_in_epoch": self.batches_in_epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
             "data_loader": self.data_loader.state_dict(),
             "callbacks": [c.state_dict() for c in self.callbacks],
         }
@@ -221,7 +240,7 @@ class GradientDescentTrainer(Trainer):
     def _forward_backward(self, batch: dict, parts: int, sync: bool) -> dict[str, torch.Tensor]:
         """Forward and backward of one micro-batch (its loss divided by ``parts``, DDP gradient
         sync only with ``sync``); returns the detached loss terms, still on the device."""
-        with (nullcontext() if sync else self.model.no_sync()), self._autocast():
+        with nullcontext() if sync else self.model.no_sync(), self._autocast():
             output = self.model(move_to(batch, self.device))
             loss = output["loss"] / parts
         self.scaler.scale(loss).backward()
@@ -265,8 +284,13 @@ class GradientDescentTrainer(Trainer):
     def _log(self, window: dict[str, Any], steps: int, seconds: float, tokens: int) -> dict[str, Any]:
         averaged = _reduce_mean({k: v / steps for k, v in _read(window).items()}, self.world_size, self.device)
         tokens = _reduce_mean({"t": float(tokens)}, self.world_size, self.device)["t"] * self.world_size
-        self.last_log = {"step": self.step, "epoch": self.epoch, **averaged,
-                         "tokens_per_second": tokens / max(seconds, 1e-9), **self.data_loader_stats()}
+        self.last_log = {
+            "step": self.step,
+            "epoch": self.epoch,
+            **averaged,
+            "tokens_per_second": tokens / max(seconds, 1e-9),
+            **self.data_loader_stats(),
+        }
         self._call("on_log", self.last_log)
         return self.last_log
 
@@ -306,7 +330,11 @@ class GradientDescentTrainer(Trainer):
                 if self.step % self.log_every == 0 or self.step == self.total_steps:
                     final.update(self._log(window, window_steps, time.perf_counter() - window_start, self.tokens_seen))
                     window, window_steps, self.tokens_seen, window_start = {}, 0, 0, time.perf_counter()
-                if self.validation_data_loader is not None and self.validation_every and self.step % self.validation_every == 0:
+                if (
+                    self.validation_data_loader is not None
+                    and self.validation_every
+                    and self.step % self.validation_every == 0
+                ):
                     final.update(self._validate_and_report())
                     validated_at = self.step
                 if self.step >= self.total_steps or self.stop_reason is not None:
@@ -342,7 +370,8 @@ def batch_shape(batch: dict) -> str:
     """``"anchors 8x512, positives 8x496"``: each text group's padded size."""
     return ", ".join(
         f"{name} {'x'.join(str(n) for n in group['input_ids'].shape)}"
-        for name, group in batch.items() if isinstance(group, dict) and "input_ids" in group
+        for name, group in batch.items()
+        if isinstance(group, dict) and "input_ids" in group
     )
 
 
@@ -361,7 +390,11 @@ def out_of_memory_message(trainer: GradientDescentTrainer, micro_batches: list) 
     if not getattr(getattr(model, "encoder", None), "gradient_checkpointing", True):
         keys.append("model.encoder.gradient_checkpointing (set it true)")
     checkpoint = trainer.checkpointer.latest()
-    resume = f"the last checkpoint is {checkpoint} (--recover continues from it)" if checkpoint else "no checkpoint was written yet"
+    resume = (
+        f"the last checkpoint is {checkpoint} (--recover continues from it)"
+        if checkpoint
+        else "no checkpoint was written yet"
+    )
     return (
         f"out of memory in training step {trainer.step + 1} (epoch {trainer.epoch}; batch {batch_shape(micro_batches[0])}"
         f"{peak}); lower {', '.join(keys)}; {resume}"
@@ -372,8 +405,15 @@ def out_of_memory_message(trainer: GradientDescentTrainer, micro_batches: list) 
 class NoOpTrainer(Trainer):
     """No training: the run directory gets the model as it was built (for untrained baselines)."""
 
-    def __init__(self, model: torch.nn.Module, serialization_dir: str, data_loader=None, validation_data_loader=None,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        serialization_dir: str,
+        data_loader=None,
+        validation_data_loader=None,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.model, self.is_primary = model, rank == 0
 
     def train(self, checkpoint: Path | None = None) -> dict[str, Any]:

@@ -25,10 +25,20 @@ def test_version_and_help():
 
 
 def test_plugin_by_include_package(tmp_path):
-    result = declutr("components", "callback", "--include-package", "declutr_test_plugin", cwd=tmp_path, extra_path=[PLUGIN_ROOT])
+    result = declutr(
+        "components", "callback", "--include-package", "declutr_test_plugin", cwd=tmp_path, extra_path=[PLUGIN_ROOT]
+    )
     assert result.returncode == 0, result.stderr
     assert "plugin_heartbeat" in result.stdout and "every: int = 1" in result.stdout
-    result = declutr("plugin-hello", "--name", "x", "--include-package", "declutr_test_plugin", cwd=tmp_path, extra_path=[PLUGIN_ROOT])
+    result = declutr(
+        "plugin-hello",
+        "--name",
+        "x",
+        "--include-package",
+        "declutr_test_plugin",
+        cwd=tmp_path,
+        extra_path=[PLUGIN_ROOT],
+    )
     assert result.returncode == 0, result.stderr
     assert "hello x from declutr_test_plugin" in result.stdout
     assert "plugin_heartbeat" not in declutr("components", "callback", cwd=tmp_path).stdout
@@ -79,7 +89,9 @@ def test_config_errors_are_one_line_each_with_location(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert all(line.startswith("Error: ") for line in lines)
-    assert any(f'trainer: unexpected key "num_epoch" (did you mean "num_epochs"?) ({config}:3)' in line for line in lines)
+    assert any(
+        f'trainer: unexpected key "num_epoch" (did you mean "num_epochs"?) ({config}:3)' in line for line in lines
+    )
     assert any(f'trainer.optimizer.lr: expected float, got "fast" ({config}:4)' in line for line in lines)
     assert "Traceback" not in result.stderr
 
@@ -104,7 +116,7 @@ def test_bad_overrides_or_missing_file(tmp_path, flag):
 
 def test_config_error_from_overrides_says_so(tmp_path):
     config = tmp_path / "exp.jsonnet"
-    config.write_text('{\n  // trainer: { num_epochs: 1 } is the default\n  trainer: {},\n}\n')
+    config.write_text("{\n  // trainer: { num_epochs: 1 } is the default\n  trainer: {},\n}\n")
     result = declutr("config", str(config), "--overrides", '{"trainer.num_epochs": "two"}', cwd=tmp_path)
     assert result.returncode == 1
     assert 'Error: trainer.num_epochs: expected int, got "two" (from --overrides)' in result.stderr.splitlines()
@@ -115,8 +127,10 @@ def test_config_checks_the_values_of_lazily_built_components(tmp_path):
     config.write_text(
         '{\n  dataset_reader: { type: "declutr", tokenizer: { model_name: "m" } },\n'
         '  model: { type: "declutr", encoder: { model_name: "m" } },\n  trainer: {},\n'
-        '  data_loader: {\n    batch_size: 0,\n  },\n}\n'
+        "  data_loader: {\n    batch_size: 0,\n  },\n}\n"
     )
     result = declutr("config", str(config), cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"Error: data_loader.batch_size: must be at least 1, got 0 ({config}:6)"]
+    assert result.stderr.strip().splitlines() == [
+        f"Error: data_loader.batch_size: must be at least 1, got 0 ({config}:6)"
+    ]

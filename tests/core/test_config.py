@@ -9,16 +9,20 @@ from declutr.core.errors import ConfigurationError
 
 
 def test_jsonnet_imports_ext_vars_and_overrides(tmp_path, monkeypatch):
-    (tmp_path / "common.libsonnet").write_text('{ trainer: { num_epochs: 1, optimizer: { lr: 5e-5 } } }')
+    (tmp_path / "common.libsonnet").write_text("{ trainer: { num_epochs: 1, optimizer: { lr: 5e-5 } } }")
     (tmp_path / "exp.jsonnet").write_text(
         'local common = import "common.libsonnet";\n'
         'common + { model: { name: std.extVar("MODEL") }, seed: std.parseInt(std.extVar("SEED")) }\n'
     )
     monkeypatch.setenv("SEED", "7")
-    config = load_config(tmp_path / "exp.jsonnet", '{"trainer.optimizer.lr": 1e-4, "trainer": {"grad_norm": 1}}',
-                         ext_vars={"MODEL": "m"})
-    assert config == {"trainer": {"num_epochs": 1, "optimizer": {"lr": 1e-4}, "grad_norm": 1},
-                      "model": {"name": "m"}, "seed": 7}
+    config = load_config(
+        tmp_path / "exp.jsonnet", '{"trainer.optimizer.lr": 1e-4, "trainer": {"grad_norm": 1}}', ext_vars={"MODEL": "m"}
+    )
+    assert config == {
+        "trainer": {"num_epochs": 1, "optimizer": {"lr": 1e-4}, "grad_norm": 1},
+        "model": {"name": "m"},
+        "seed": 7,
+    }
 
 
 def test_plain_json_and_jsonnet_overrides(tmp_path):
@@ -27,7 +31,7 @@ def test_plain_json_and_jsonnet_overrides(tmp_path):
 
 
 def test_syntax_error_shows_file_and_line(tmp_path):
-    (tmp_path / "bad.jsonnet").write_text('{\n  a: 1,\n  b: ,\n}\n')
+    (tmp_path / "bad.jsonnet").write_text("{\n  a: 1,\n  b: ,\n}\n")
     with pytest.raises(ConfigurationError) as info:
         load_config(tmp_path / "bad.jsonnet")
     message = str(info.value)
@@ -50,7 +54,9 @@ def test_unflatten_dotted_keys():
 
 def test_locate_finds_the_line_of_the_key(tmp_path):
     path = tmp_path / "exp.jsonnet"
-    path.write_text('{\n  model: {\n    loss: {\n      temperature: "abc",\n    },\n  },\n  trainer: { num_epoch: 2 },\n}\n')
+    path.write_text(
+        '{\n  model: {\n    loss: {\n      temperature: "abc",\n    },\n  },\n  trainer: { num_epoch: 2 },\n}\n'
+    )
     assert locate('model.loss.temperature: expected float, got "abc"', path).endswith(f"({path}:4)")
     assert locate('trainer: unexpected key "num_epoch" (did you mean "num_epochs"?)', path).endswith(f"({path}:7)")
 
@@ -58,10 +64,10 @@ def test_locate_finds_the_line_of_the_key(tmp_path):
 def test_locate_ignores_comments_and_claims_a_line_only_for_a_key_written_once(tmp_path):
     path = tmp_path / "exp.jsonnet"
     path.write_text(
-        '// train_data_path: set it with --overrides\n'
-        '/* lr: a block comment */\n'
+        "// train_data_path: set it with --overrides\n"
+        "/* lr: a block comment */\n"
         '{\n  train_data_path: "x",  # lr: also a comment\n'
-        '  a: { lr: 1 },\n  b: { lr: 2 },\n}\n'
+        "  a: { lr: 1 },\n  b: { lr: 2 },\n}\n"
     )
     assert locate("train_data_path: no such file", path) == f"train_data_path: no such file ({path}:4)"
     assert locate("b.lr: expected float", path) == "b.lr: expected float"  # two lr keys: no guess
@@ -69,8 +75,10 @@ def test_locate_ignores_comments_and_claims_a_line_only_for_a_key_written_once(t
 
 def test_locate_names_overrides_and_imported_files(tmp_path):
     (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "base.libsonnet").write_text('{\n  model: { mlm_weight: 1 },\n  trainer: { log_every: 1 },\n}\n')
-    (tmp_path / "more.libsonnet").write_text('{ a: { log_every: 2 } }\n')
+    (tmp_path / "lib" / "base.libsonnet").write_text(
+        "{\n  model: { mlm_weight: 1 },\n  trainer: { log_every: 1 },\n}\n"
+    )
+    (tmp_path / "more.libsonnet").write_text("{ a: { log_every: 2 } }\n")
     path = tmp_path / "exp.jsonnet"
     path.write_text('local lib = import "lib/base.libsonnet";\nlib + (import "more.libsonnet") + { x: 1 }\n')
     base = tmp_path / "lib" / "base.libsonnet"

@@ -75,8 +75,15 @@ def test_reregistering_requires_exist_ok():
 
 
 def test_build_nested_collections_defaults_and_promotion():
-    group = build(Shape, {"type": "group", "members": [{"type": "circle", "diameter": 4}, {}, "box"],
-                          "named": {"a": {"side": 3}}, "pair": [2, "x"]})
+    group = build(
+        Shape,
+        {
+            "type": "group",
+            "members": [{"type": "circle", "diameter": 4}, {}, "box"],
+            "named": {"a": {"side": 3}},
+            "pair": [2, "x"],
+        },
+    )
     first, second, third = group.members
     assert isinstance(first, Circle) and first.radius == 2.0
     assert isinstance(second, Square) and second.side == 1.0  # default implementation
@@ -86,8 +93,9 @@ def test_build_nested_collections_defaults_and_promotion():
 
 
 def test_lazy_gets_runtime_args_and_extras_are_injected():
-    drawing = build(Shape, {"type": "drawing", "tool": {"type": "hammer", "weight": 2}, "scale": "big"},
-                    extras={"canvas": "CANVAS"})
+    drawing = build(
+        Shape, {"type": "drawing", "tool": {"type": "hammer", "weight": 2}, "scale": "big"}, extras={"canvas": "CANVAS"}
+    )
     assert drawing.canvas == "CANVAS" and drawing.scale == "big" and drawing.note is None
     hammer = drawing.tool.construct(handle="HANDLE")
     assert (hammer.handle, hammer.weight, hammer.material) == ("HANDLE", 2.0, "steel")
@@ -100,7 +108,9 @@ def test_dotted_type_path():
 
 def test_error_messages_name_the_key_path():
     assert problems({"type": "circle", "diameter": "abc"}) == ['shape.diameter: expected float, got "abc"']
-    assert problems({"type": "sqaure"})[0].startswith('shape.type: unknown shape "sqaure"; did you mean "square"? available: box, circle')
+    assert problems({"type": "sqaure"})[0].startswith(
+        'shape.type: unknown shape "sqaure"; did you mean "square"? available: box, circle'
+    )
     assert problems({"type": "square", "sid": 2}) == ['shape: unexpected key "sid" (did you mean "side"?)']
     assert problems({"type": "circle"}) == ['shape: missing required key "diameter" (float)']
     assert problems({"type": "drawing", "tool": {"type": "hammer", "weight": 1, "material": "gold"}}) == [
@@ -110,7 +120,9 @@ def test_error_messages_name_the_key_path():
         "shape.members[0].diameter: expected float, got true"
     ]
     assert problems({"type": "group", "members": [], "pair": [1]}) == ["shape.pair: expected a list of 2 items, got 1"]
-    assert problems({"type": "nonexistent.module.Thing"})[0].startswith('shape.type: cannot import module "nonexistent.module"')
+    assert problems({"type": "nonexistent.module.Thing"})[0].startswith(
+        'shape.type: cannot import module "nonexistent.module"'
+    )
 
 
 def test_every_problem_is_reported_at_once():

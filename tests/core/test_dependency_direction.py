@@ -10,7 +10,9 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_importing_declutr_and_its_cli_loads_no_torch():
-    code = "import sys, declutr, declutr.commands; print(sorted(m for m in sys.modules if m in ('torch', 'transformers')))"
+    code = (
+        "import sys, declutr, declutr.commands; print(sorted(m for m in sys.modules if m in ('torch', 'transformers')))"
+    )
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

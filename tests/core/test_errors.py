@@ -12,7 +12,7 @@ from declutr.core.construct import build
 from declutr.core.errors import ConfigurationError, DeclutrError
 from declutr.core.registrable import Registrable
 
-PLUGIN = '''
+PLUGIN = """
 from declutr.core.errors import DeclutrError
 from declutr.training.callbacks import Callback
 
@@ -26,7 +26,7 @@ class Boom(Callback):
             raise ValueError("how must not be value")
         if how == "mistake":
             raise DeclutrError("the folder xyz does not exist")
-'''
+"""
 
 CONFIG = """
 local m = std.extVar("M");
@@ -66,9 +66,21 @@ def boom(tmp_path_factory, tiny_roberta, documents_file):
     def train(how: str, *flags: str, env: dict | None = None):
         run_dir = root / f"run-{how}-{len(flags)}-{bool(env)}"
         return run_declutr(
-            *flags, "train", root / "exp.jsonnet", "-s", run_dir, "--include-package", "boom_plugin",
-            "--ext-var", f"M={tiny_roberta}", "--ext-var", f"DATA={documents_file}", "--ext-var", f"HOW={how}",
-            extra_path=[root], env={"DECLUTR_TRACEBACK": "", **(env or {})},
+            *flags,
+            "train",
+            root / "exp.jsonnet",
+            "-s",
+            run_dir,
+            "--include-package",
+            "boom_plugin",
+            "--ext-var",
+            f"M={tiny_roberta}",
+            "--ext-var",
+            f"DATA={documents_file}",
+            "--ext-var",
+            f"HOW={how}",
+            extra_path=[root],
+            env={"DECLUTR_TRACEBACK": "", **(env or {})},
         )
 
     return train

@@ -70,22 +70,34 @@ def test_spans_are_slices_of_the_document_tokens(make_reader, make_loader, corpu
 
 
 def test_whitespace_unit_spans_are_whole_words(tiny_bert, make_reader, make_loader, corpus, documents):
-    reader = make_reader(model=tiny_bert, mlm_probability=None, span_sampler={"num_anchors": 1, "num_positives": 1,
-                         "min_span_len": 5, "max_span_len": 30, "unit": "whitespace"})
+    reader = make_reader(
+        model=tiny_bert,
+        mlm_probability=None,
+        span_sampler={
+            "num_anchors": 1,
+            "num_positives": 1,
+            "min_span_len": 5,
+            "max_span_len": 30,
+            "unit": "whitespace",
+        },
+    )
     loader = make_loader(reader, corpus, batch_size=1, shuffle=False, seed=3)
     hf = reader.tokenizer
     for record, batch in zip(range(3), loader):
         words = documents[record].split()
         spans = reader.sampler.sample(len(words), np.random.default_rng((3, 0, record)))
         for spans_of_group, group in zip(spans, ("anchors", "positives")):
-            (start, end), = spans_of_group
+            ((start, end),) = spans_of_group
             expected = hf(" ".join(words[start:end]), add_special_tokens=False)["input_ids"]
             row, mask = batch[group]["input_ids"][0], batch[group]["special_tokens_mask"][0]
             assert row[mask == 0].tolist() == expected[: reader.transformer_tokenizer.max_content]
 
 
 def test_truncation_to_the_model_maximum(tiny_roberta, make_reader, make_loader, corpus):
-    reader = make_reader(tokenizer={"model_name": str(tiny_roberta), "max_length": 20}, span_sampler={"min_span_len": 30, "max_span_len": 60})
+    reader = make_reader(
+        tokenizer={"model_name": str(tiny_roberta), "max_length": 20},
+        span_sampler={"min_span_len": 30, "max_span_len": 60},
+    )
     batch = next(iter(make_loader(reader, corpus, batch_size=2)))
     assert batch["anchors"]["input_ids"].shape[1] == 20
     assert batch["anchors"]["attention_mask"].all()
@@ -98,15 +110,19 @@ def test_short_and_empty_documents_are_counted_or_named(make_reader, make_loader
     assert (stats["documents"], stats["documents_used"]) == (4, 2)
     assert (stats["documents_skipped_short"], stats["documents_skipped_empty"]) == (1, 1)
     assert len(loader) == 2
-    with pytest.raises(DeclutrError, match=r"mixed\.jsonl:2: document of \d+ subword tokens, shorter than the minimum 256"):
+    with pytest.raises(
+        DeclutrError, match=r"mixed\.jsonl:2: document of \d+ subword tokens, shorter than the minimum 256"
+    ):
         make_loader(make_reader(short_documents="error"), path)
 
 
 def test_sharding_covers_each_record_once_and_ranks_agree(make_reader, make_loader, corpus):
     reader = make_reader()
     for world_size, batch_size, drop_last in [(2, 3, False), (3, 2, False), (2, 5, True), (4, 1, False)]:
-        loaders = [make_loader(reader, corpus, rank=r, world_size=world_size, batch_size=batch_size, drop_last=drop_last)
-                   for r in range(world_size)]
+        loaders = [
+            make_loader(reader, corpus, rank=r, world_size=world_size, batch_size=batch_size, drop_last=drop_last)
+            for r in range(world_size)
+        ]
         assert len({len(loader) for loader in loaders}) == 1
         plans = [np.concatenate(loader.plan(epoch=1)) for loader in loaders]
         seen = np.concatenate(plans)
@@ -211,13 +227,19 @@ def test_simcse_unsupervised_refuses_mlm_probability(make_reader, tmp_path):
     from declutr.commands import main
     from declutr.core.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match=r"^dataset_reader\.mlm_probability: the simcse_unsupervised reader does not mask"):
+    with pytest.raises(
+        ConfigurationError, match=r"^dataset_reader\.mlm_probability: the simcse_unsupervised reader does not mask"
+    ):
         make_reader(type="simcse_unsupervised", mlm_probability=0.15)
     config = Path(__file__).resolve().parents[2] / "training_config" / "simcse_unsup.jsonnet"
-    result = CliRunner().invoke(main, ["config", str(config), "--overrides", '{"dataset_reader.mlm_probability": 0.15}'])
+    result = CliRunner().invoke(
+        main, ["config", str(config), "--overrides", '{"dataset_reader.mlm_probability": 0.15}']
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and errors[0].startswith("Error: dataset_reader.mlm_probability: the simcse_unsupervised reader")
+    assert len(errors) == 1 and errors[0].startswith(
+        "Error: dataset_reader.mlm_probability: the simcse_unsupervised reader"
+    )
 
 
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
@@ -228,13 +250,20 @@ def test_nli_triplets(make_reader, make_loader, tmp_path, suffix):
     else:
         import json
 
-        path = write_lines(tmp_path / "nli.jsonl", [json.dumps(dict(zip(["sent0", "sent1", "hard_neg"], r))) for r in rows])
+        path = write_lines(
+            tmp_path / "nli.jsonl", [json.dumps(dict(zip(["sent0", "sent1", "hard_neg"], r))) for r in rows]
+        )
     reader = make_reader(type="simcse_supervised")
     batch = next(iter(make_loader(reader, path, batch_size=2, shuffle=False)))
-    decoded = {g: reader.tokenizer.batch_decode(batch[g]["input_ids"], skip_special_tokens=True)
-               for g in ("anchors", "positives", "negatives")}
-    assert decoded == {"anchors": [rows[0][0], rows[1][0]], "positives": [rows[0][1], rows[1][1]],
-                       "negatives": [rows[0][2], rows[1][2]]}
+    decoded = {
+        g: reader.tokenizer.batch_decode(batch[g]["input_ids"], skip_special_tokens=True)
+        for g in ("anchors", "positives", "negatives")
+    }
+    assert decoded == {
+        "anchors": [rows[0][0], rows[1][0]],
+        "positives": [rows[0][1], rows[1][1]],
+        "negatives": [rows[0][2], rows[1][2]],
+    }
     assert batch["positive_anchor_index"].tolist() == [0, 1]
 
 

@@ -45,16 +45,29 @@ def test_openwebtext_nested_archives(tmp_path, tiny_roberta, documents, capsys):
     subset_a = tar_bytes({"0001.txt": b"First  doc\n\nwith   paragraphs.\n", "0002.txt": documents[0].encode()})
     subset_b = tar_bytes({"0003.txt": b"   \n", "0004.txt": "Caf\u00e9 CLOSED\ttoday".encode()})
     archive = tmp_path / "openwebtext.tar.xz"
-    archive.write_bytes(tar_bytes({"openwebtext/urlsf_subset00-1_data.xz": subset_a, "openwebtext/urlsf_subset00-2_data.xz": subset_b}))
+    archive.write_bytes(
+        tar_bytes({"openwebtext/urlsf_subset00-1_data.xz": subset_a, "openwebtext/urlsf_subset00-2_data.xz": subset_b})
+    )
     output = tmp_path / "out" / "owt.txt"
     result = run("preprocess_openwebtext.py", str(archive), str(output), "--lowercase")
     assert result.returncode == 0, result.stderr
     assert output.read_text(encoding="utf-8").splitlines() == [
-        "first doc with paragraphs.", " ".join(documents[0].split()).lower(), "caf\u00e9 closed today"]
+        "first doc with paragraphs.",
+        " ".join(documents[0].split()).lower(),
+        "caf\u00e9 closed today",
+    ]
     assert "3 documents written, 0 too short, 1 empty" in result.stdout
     # the minimum length is counted in the named tokenizer's subword tokens
-    code, _, err = run_here("preprocess_openwebtext.py", str(archive), str(output), "--min-length", "50",
-                            "--tokenizer", str(tiny_roberta), capsys=capsys)
+    code, _, err = run_here(
+        "preprocess_openwebtext.py",
+        str(archive),
+        str(output),
+        "--min-length",
+        "50",
+        "--tokenizer",
+        str(tiny_roberta),
+        capsys=capsys,
+    )
     assert code == 0, err
     assert output.read_text(encoding="utf-8").splitlines() == [" ".join(documents[0].split())]
     code, _, err = run_here("preprocess_openwebtext.py", str(tmp_path / "missing.tar.xz"), str(output), capsys=capsys)
@@ -71,10 +84,12 @@ def test_wikitext_articles(tmp_path, capsys):
     articles = list(wikitext_documents(raw, restore_markers=True))
     assert len(articles) == 3  # the leading blank line, then two articles
     assert " ".join(articles[1].split()) == (
-        "= Valkyria Chronicles = Senjō no Valkyria 3-a game , 1,000 copies. = = Gameplay = = Battles are fought .")
+        "= Valkyria Chronicles = Senjō no Valkyria 3-a game , 1,000 copies. = = Gameplay = = Battles are fought ."
+    )
     output = tmp_path / "wiki.txt"
-    code, out, err = run_here("preprocess_wikitext103.py", str(raw), str(output), "--min-length", "10", "--unit", "whitespace",
-                              capsys=capsys)
+    code, out, err = run_here(
+        "preprocess_wikitext103.py", str(raw), str(output), "--min-length", "10", "--unit", "whitespace", capsys=capsys
+    )
     assert code == 0, err
     lines = output.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 1 and lines[0].startswith("= Valkyria Chronicles = Senjō no Valkyria 3 @-@ a game")

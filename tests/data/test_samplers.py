@@ -59,7 +59,9 @@ def test_anchors_lie_in_distinct_non_adjacent_whole_blocks(num_anchors):
 @pytest.mark.parametrize("strategy", ["default", "subsuming", "adjacent"])
 def test_positive_strategies_and_every_span_inside_the_document(strategy):
     low, top, positives_per_anchor = 4, 40, 3
-    s = sampler(num_anchors=2, num_positives=positives_per_anchor, min_span_len=low, max_span_len=top, strategy=strategy)
+    s = sampler(
+        num_anchors=2, num_positives=positives_per_anchor, min_span_len=low, max_span_len=top, strategy=strategy
+    )
     lengths = np.random.default_rng(3).integers(s.min_length, s.min_length + 300, size=600)
     touching = {"before": 0, "after": 0}
     for n, anchors, positives in draw(s, lengths, seed=4):

@@ -9,7 +9,22 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-FILLER = ["the", "a", "river", "house", "garden", "letter", "morning", "night", "window", "horse", "ship", "captain", "village", "doctor"]
+FILLER = [
+    "the",
+    "a",
+    "river",
+    "house",
+    "garden",
+    "letter",
+    "morning",
+    "night",
+    "window",
+    "horse",
+    "ship",
+    "captain",
+    "village",
+    "doctor",
+]
 
 
 def _sentence(rng: random.Random, *markers: str, length: int = 6) -> str:
@@ -84,8 +99,10 @@ def write_all(root: Path, seed: int = 0) -> Path:
 
     # MR, CR, SUBJ, MPQA: one sentence a line, latin-1 (MR carries non-UTF-8 bytes)
     for folder, (positive, negative) in {
-        "MR": ("rt-polarity.pos", "rt-polarity.neg"), "CR": ("custrev.pos", "custrev.neg"),
-        "SUBJ": ("subj.objective", "subj.subjective"), "MPQA": ("mpqa.pos", "mpqa.neg"),
+        "MR": ("rt-polarity.pos", "rt-polarity.neg"),
+        "CR": ("custrev.pos", "custrev.neg"),
+        "SUBJ": ("subj.objective", "subj.subjective"),
+        "MPQA": ("mpqa.pos", "mpqa.neg"),
     }.items():
         (root / folder).mkdir(parents=True, exist_ok=True)
         for filename, marker in ((positive, "goodword"), (negative, "badword")):

@@ -40,7 +40,9 @@ def test_stratified_folds_equal_scikit_learn():
     for trial in range(10):
         y = rng.choice(["pos", "neg", "mid"], size=rng.randint(30, 200))
         for k in (2, 5, 10):
-            reference = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=trial).split(np.zeros(len(y)), y)
+            reference = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=trial).split(
+                np.zeros(len(y)), y
+            )
             for (train, test), (ref_train, ref_test) in zip(classifiers.stratified_kfold(y, k, trial), reference):
                 assert np.array_equal(train, ref_train) and np.array_equal(test, ref_test)
 
@@ -125,7 +127,9 @@ def test_relatedness_regressor_learns_a_score():
     x = rng.randn(400, 16).astype(np.float32)
     score = 1 + 4 / (1 + np.exp(-(x[:, 0] + 0.5 * x[:, 1])))
     settings = ClassifierSettings().but(regressor_max_epoch=250)
-    dev_pearson, predicted = classifiers.relatedness(x[:250], score[:250], x[250:320], score[250:320], x[320:], settings, 1111)
+    dev_pearson, predicted = classifiers.relatedness(
+        x[:250], score[:250], x[250:320], score[250:320], x[320:], settings, 1111
+    )
     assert dev_pearson > 0.85
     assert np.corrcoef(predicted, score[320:])[0, 1] > 0.85
     again = classifiers.relatedness(x[:250], score[:250], x[250:320], score[250:320], x[320:], settings, 1111)[1]

@@ -10,8 +10,21 @@ from declutr.commands import main
 
 def test_evaluate_command_writes_table_and_json(tiny_bert, senteval_dir, tmp_path):
     output = tmp_path / "results.json"
-    args = ["evaluate", str(tiny_bert), "--tasks", "STS12,TREC", "--data-dir", str(senteval_dir),
-            "--output", str(output), "--prototyping", "--batch-size", "8", "--seed", "2"]
+    args = [
+        "evaluate",
+        str(tiny_bert),
+        "--tasks",
+        "STS12,TREC",
+        "--data-dir",
+        str(senteval_dir),
+        "--output",
+        str(output),
+        "--prototyping",
+        "--batch-size",
+        "8",
+        "--seed",
+        "2",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "STS12" in result.output and "downstream" in result.output
@@ -31,7 +44,9 @@ def test_evaluate_command_user_errors(tiny_bert, senteval_dir, tmp_path):
     assert result.exit_code == 1 and 'did you mean "MR"' in result.output
     result = runner.invoke(main, ["evaluate", str(tiny_bert), "--tasks", "MR", "--data-dir", str(tmp_path / "none")])
     assert result.exit_code == 1 and "does not exist" in result.output
-    result = runner.invoke(main, ["evaluate", str(tmp_path / "no-model"), "--tasks", "MR", "--data-dir", str(senteval_dir)])
+    result = runner.invoke(
+        main, ["evaluate", str(tmp_path / "no-model"), "--tasks", "MR", "--data-dir", str(senteval_dir)]
+    )
     assert result.exit_code == 1 and "no-model" in result.output
 
 

@@ -17,7 +17,9 @@ from declutr.evaluation import (
 )
 from declutr.evaluation.tasks import SentEvalTask
 
-FAST = ClassifierSettings.prototyping().but(kfold=3, max_epoch=30, regressor_epochs_per_check=20, regressor_max_epoch=100)
+FAST = ClassifierSettings.prototyping().but(
+    kfold=3, max_epoch=30, regressor_epochs_per_check=20, regressor_max_epoch=100
+)
 
 
 class Recorder:
@@ -53,7 +55,12 @@ def test_every_downstream_task_runs_with_senteval_fields(all_results):
         assert {"acc", "devacc", "ndev", "ntest"} <= set(result)
         assert result["acc"] > 70, (name, result)  # the label is carried by a marker word
     assert tasks["MRPC"]["f1"] > 70 and tasks["MRPC"]["ntest"] == 40 and tasks["MRPC"]["ndev"] == 80
-    assert tasks["MR"]["ntest"] == 80 and tasks["SST5"]["ntest"] == 40 and tasks["TREC"]["ntest"] == 36 and tasks["TREC"]["ndev"] == 300
+    assert (
+        tasks["MR"]["ntest"] == 80
+        and tasks["SST5"]["ntest"] == 40
+        and tasks["TREC"]["ntest"] == 36
+        and tasks["TREC"]["ndev"] == 300
+    )
     assert tasks["SICKEntailment"]["ndev"] == 60 and tasks["SICKEntailment"]["ntest"] == 90
 
 
@@ -90,7 +97,9 @@ def test_files_are_read_with_their_encodings(senteval_dir):
     assert any("café" in text for text in recorder.texts)  # latin-1 MR
     assert any("naïve" in text for text in recorder.texts)  # latin-1 TREC, "COARSE:fine" prefix removed
     assert not any(text.startswith(("ABBR:", "fine ")) for text in recorder.texts)
-    assert not any("\ufeff" in text or "\r" in text or "#1 String" in text for text in recorder.texts)  # MRPC BOM/CRLF/header
+    assert not any(
+        "\ufeff" in text or "\r" in text or "#1 String" in text for text in recorder.texts
+    )  # MRPC BOM/CRLF/header
 
 
 def test_untokenized_reads_original_files(senteval_dir, tmp_path):

@@ -54,10 +54,14 @@ def test_last_line_without_newline_and_blank_lines_kept(encoder, tmp_path):
 def test_embed_command(tiny_bert, tmp_path):
     source = tmp_path / "texts.txt"
     source.write_text("\n".join(TEXTS[:5]) + "\n", encoding="utf-8")
-    result = CliRunner().invoke(main, ["embed", str(tiny_bert), str(source), "-o", str(tmp_path / "e.npy"), "--normalize", "--batch-size", "2"])
+    result = CliRunner().invoke(
+        main, ["embed", str(tiny_bert), str(source), "-o", str(tmp_path / "e.npy"), "--normalize", "--batch-size", "2"]
+    )
     assert result.exit_code == 0, result.output
     saved = np.load(tmp_path / "e.npy")
     assert saved.shape[0] == 5
     np.testing.assert_allclose(np.linalg.norm(saved, axis=1), 1.0, rtol=1e-5)
-    result = CliRunner().invoke(main, ["embed", str(tiny_bert), str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x.npy")])
+    result = CliRunner().invoke(
+        main, ["embed", str(tiny_bert), str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x.npy")]
+    )
     assert result.exit_code == 1 and "does not exist" in result.output

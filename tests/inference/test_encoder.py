@@ -65,7 +65,9 @@ def test_normalize_and_sphereize(tiny_bert):
     np.testing.assert_allclose(normalized, plain / np.linalg.norm(plain, axis=1, keepdims=True), rtol=1e-4, atol=1e-6)
     sphere = Encoder(str(tiny_bert), device="cpu", sphereize=True)
     centred = plain - plain.mean(0)
-    np.testing.assert_allclose(sphere(TEXTS), centred / np.linalg.norm(centred, axis=1, keepdims=True), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        sphere(TEXTS), centred / np.linalg.norm(centred, axis=1, keepdims=True), rtol=1e-4, atol=1e-5
+    )
     with pytest.raises(DeclutrError, match="at least two"):
         sphere(TEXTS[0])
 
@@ -74,7 +76,10 @@ def test_pooler_override(tiny_roberta):
     from transformers import AutoModel, AutoTokenizer
 
     cls = Encoder(str(tiny_roberta), device="cpu", pooler="cls")(TEXTS[:2])
-    model, tokenizer = AutoModel.from_pretrained(str(tiny_roberta)).eval(), AutoTokenizer.from_pretrained(str(tiny_roberta))
+    model, tokenizer = (
+        AutoModel.from_pretrained(str(tiny_roberta)).eval(),
+        AutoTokenizer.from_pretrained(str(tiny_roberta)),
+    )
     with torch.no_grad():
         hidden = model(**tokenizer([TEXTS[0]], return_tensors="pt")).last_hidden_state
     np.testing.assert_allclose(cls[0], hidden[0, 0].numpy(), rtol=1e-4, atol=1e-5)
@@ -87,13 +92,20 @@ def test_sentence_transformers_pooling_mode_is_honoured(tiny_bert, tmp_path):
     import shutil
 
     folder = shutil.copytree(tiny_bert, tmp_path / "st-model")
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]), encoding="utf-8")
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}), encoding="utf-8")
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}),
+        encoding="utf-8",
+    )
     cls = Encoder(str(folder), device="cpu")(TEXTS[:2])
     assert np.allclose(cls, Encoder(str(tiny_bert), device="cpu", pooler="cls")(TEXTS[:2]), atol=1e-5)
     assert not np.allclose(cls, Encoder(str(tiny_bert), device="cpu")(TEXTS[:2]), atol=1e-3)
@@ -105,7 +117,9 @@ def test_run_directory_uses_its_model_folder(tiny_bert, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     shutil.copytree(tiny_bert, run / "model")
-    np.testing.assert_allclose(Encoder(str(run), device="cpu")(TEXTS[:2]), Encoder(str(tiny_bert), device="cpu")(TEXTS[:2]))
+    np.testing.assert_allclose(
+        Encoder(str(run), device="cpu")(TEXTS[:2]), Encoder(str(tiny_bert), device="cpu")(TEXTS[:2])
+    )
 
 
 def test_bad_model_paths(tmp_path):

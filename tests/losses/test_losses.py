@@ -73,10 +73,14 @@ def test_info_nce_with_hard_negatives_matches_the_simcse_formula():
     assert loss.item() == pytest.approx(sum(terms) / 4, rel=1e-9)
     # without negatives: in-batch positives only
     plain = InfoNCELoss(temperature)(anchors, positives).item()
-    expected = sum(
-        -(a[i] @ p[i]).item() / temperature + math.log(sum(math.exp((a[i] @ p[j]).item() / temperature) for j in range(4)))
-        for i in range(4)
-    ) / 4
+    expected = (
+        sum(
+            -(a[i] @ p[i]).item() / temperature
+            + math.log(sum(math.exp((a[i] @ p[j]).item() / temperature) for j in range(4)))
+            for i in range(4)
+        )
+        / 4
+    )
     assert plain == pytest.approx(expected, rel=1e-9)
 
 

@@ -31,7 +31,9 @@ def make_batch(tokenizer, anchors=ANCHORS, positives=POSITIVES, masked: bool = T
         chosen = candidates & (torch.rand(group["input_ids"].shape, generator=generator) < 0.3)
         chosen[:, 1] = candidates[:, 1]  # at least one masked position per anchor
         group["mlm_labels"] = torch.where(chosen, group["input_ids"], torch.full_like(group["input_ids"], -100))
-        group["input_ids"] = torch.where(chosen, torch.full_like(group["input_ids"], tokenizer.mask_token_id), group["input_ids"])
+        group["input_ids"] = torch.where(
+            chosen, torch.full_like(group["input_ids"], tokenizer.mask_token_id), group["input_ids"]
+        )
     if positives is not None:
         batch["positives"] = tokenize(tokenizer, [p for group in positives for p in group])
         batch["positive_anchor_index"] = torch.tensor([i for i, group in enumerate(positives) for _ in group])

@@ -23,8 +23,10 @@ ANCHORS = [
     "the doctor went to the church on the island",
 ]
 POSITIVES = [
-    ["the village", "the captain came"], ["her mother", "a letter from"],
-    ["the mountain since", "they had not seen"], ["the church on the island", "the doctor"],
+    ["the village", "the captain came"],
+    ["her mother", "a letter from"],
+    ["the mountain since", "they had not seen"],
+    ["the church on the island", "the doctor"],
 ]
 
 
@@ -39,7 +41,10 @@ def build_model(path: str, scale_fix: bool):
     # one padded batch per group: the per-rank and whole-batch passes then see the same shapes, so the
     # comparison is about the gather alone (sub-batching has its own equality tests)
     model = DeclutrModel(
-        encoder=TransformerEncoder(path), mlm_weight=0, scale_fix=scale_fix, tokenizer=tokenizer,
+        encoder=TransformerEncoder(path),
+        mlm_weight=0,
+        scale_fix=scale_fix,
+        tokenizer=tokenizer,
         max_padding_fraction=None,
     )
     return model.eval(), tokenizer  # eval: no dropout, so every process computes the same function

@@ -46,7 +46,9 @@ def sentence_transformers_embeddings(path, texts=TEXTS) -> torch.Tensor:
     return torch.as_tensor(model.encode(texts, convert_to_numpy=True))
 
 
-def test_declutr_export_matches_in_declutr_transformers_and_sentence_transformers(tiny_roberta, roberta_tokenizer, tmp_path):
+def test_declutr_export_matches_in_declutr_transformers_and_sentence_transformers(
+    tiny_roberta, roberta_tokenizer, tmp_path
+):
     from transformers import AutoModel, AutoModelForMaskedLM
 
     config = {"type": "declutr", "encoder": {"model_name": str(tiny_roberta)}}
@@ -54,8 +56,15 @@ def test_declutr_export_matches_in_declutr_transformers_and_sentence_transformer
     expected = declutr_embeddings(model, roberta_tokenizer)
     export = model.export(tmp_path / "model")
     names = {p.name for p in export.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "modules.json", "sentence_bert_config.json",
-            "1_Pooling", POOLING_CONFIG} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling",
+        POOLING_CONFIG,
+    } <= names
     assert POOLING_WEIGHTS not in names  # mean pooling has no weights
     assert not any(name.endswith((".bin", ".pt")) for name in names)
 
@@ -73,7 +82,9 @@ def test_declutr_export_matches_in_declutr_transformers_and_sentence_transformer
     # the masked-LM head is kept, trained weights and all, so training can continue from the export
     masked_lm = AutoModelForMaskedLM.from_pretrained(str(export))
     torch.testing.assert_close(masked_lm.lm_head.dense.weight, model.encoder.model.lm_head.dense.weight, rtol=0, atol=0)
-    continued = build(Model, {"type": "declutr", "encoder": {"model_name": str(export)}}, extras={"tokenizer": roberta_tokenizer})
+    continued = build(
+        Model, {"type": "declutr", "encoder": {"model_name": str(export)}}, extras={"tokenizer": roberta_tokenizer}
+    )
     torch.testing.assert_close(continued.encoder.model.lm_head.dense.weight, model.encoder.model.lm_head.dense.weight)
 
 
@@ -94,8 +105,11 @@ def test_export_without_mlm_and_a_second_export_replaces_the_first(tiny_roberta,
 
 
 def test_simcse_export_drops_the_training_mlp_at_inference(tiny_bert, bert_tokenizer, tmp_path):
-    model = trained({"type": "simcse", "encoder": {"model_name": str(tiny_bert)}}, bert_tokenizer,
-                    {"anchors": tokenize(bert_tokenizer, ANCHORS)})
+    model = trained(
+        {"type": "simcse", "encoder": {"model_name": str(tiny_bert)}},
+        bert_tokenizer,
+        {"anchors": tokenize(bert_tokenizer, ANCHORS)},
+    )
     export = model.export(tmp_path / "model")
     description = json.loads((export / POOLING_CONFIG).read_text())
     assert description["pooler"] == {"type": "cls_mlp"} and description["sentence_transformers"]
@@ -103,7 +117,9 @@ def test_simcse_export_drops_the_training_mlp_at_inference(tiny_bert, bert_token
     assert (export / POOLING_WEIGHTS).is_file()  # the MLP is kept, unused at inference
     expected = declutr_embeddings(model, bert_tokenizer)
     with torch.no_grad():
-        cls = model.encoder(**{k: v for k, v in tokenize(bert_tokenizer, TEXTS).items() if k != "special_tokens_mask"})[:, 0]
+        cls = model.encoder(**{k: v for k, v in tokenize(bert_tokenizer, TEXTS).items() if k != "special_tokens_mask"})[
+            :, 0
+        ]
     torch.testing.assert_close(expected, cls)
     assert (loaded_embeddings(export) - expected).abs().max() <= 1e-5
     assert (sentence_transformers_embeddings(export) - expected).abs().max() <= 1e-5
@@ -113,8 +129,11 @@ def test_simcse_export_drops_the_training_mlp_at_inference(tiny_bert, bert_token
     "config",
     [
         {"type": "isbert", "pooler": {"type": "cnn", "out_channels": 4}},
-        {"type": "declutr", "mlm_weight": 0,
-         "feedforward": {"hidden_dims": [24, 16], "activations": ["gelu", "linear"], "at_inference": True}},
+        {
+            "type": "declutr",
+            "mlm_weight": 0,
+            "feedforward": {"hidden_dims": [24, 16], "activations": ["gelu", "linear"], "at_inference": True},
+        },
         {"type": "declutr", "mlm_weight": 0, "pooler": {"type": "mean", "exclude_special_tokens": True}},
     ],
     ids=["cnn", "projection_head_at_inference", "mean_without_special_tokens"],
@@ -132,8 +151,9 @@ def test_poolings_sentence_transformers_cannot_express_reload_in_declutr(config,
 
 
 @pytest.mark.parametrize("at_inference", [False, True])
-def test_a_projection_head_feeds_the_loss_and_is_left_out_at_inference_unless_asked(at_inference, tiny_roberta,
-                                                                                    roberta_tokenizer, tmp_path):
+def test_a_projection_head_feeds_the_loss_and_is_left_out_at_inference_unless_asked(
+    at_inference, tiny_roberta, roberta_tokenizer, tmp_path
+):
     """The reference's ``embeddings`` were the pooled vectors, its ``projections`` only fed the loss:
     declutr's default. ``at_inference: true`` keeps the head at inference. Model.embed, the export,
     the Encoder and sentence-transformers all agree."""
@@ -161,7 +181,9 @@ def test_a_projection_head_feeds_the_loss_and_is_left_out_at_inference_unless_as
     export = model.export(tmp_path / "model")
     description = json.loads((export / POOLING_CONFIG).read_text())
     assert (description["feedforward"] is not None) == at_inference
-    assert (export / "modules.json").exists() != at_inference  # pre-projection mean pooling is plain sentence-transformers
+    assert (
+        export / "modules.json"
+    ).exists() != at_inference  # pre-projection mean pooling is plain sentence-transformers
     assert (loaded_embeddings(export) - expected).abs().max() <= 1e-5
     encoder = Encoder(str(export), device="cpu")
     assert encoder.dimension == expected.shape[1]
@@ -174,8 +196,11 @@ def test_loading_plain_and_sentence_transformers_checkpoints(tiny_roberta, rober
     sentence_transformers = pytest.importorskip("sentence_transformers")
     # a plain masked-LM checkpoint (like the published DeCLUTR ones): mean pooling
     plain = declutr_embeddings(
-        build(Model, {"type": "declutr", "mlm_weight": 0, "encoder": {"model_name": str(tiny_roberta)}},
-              extras={"tokenizer": roberta_tokenizer}).eval(),
+        build(
+            Model,
+            {"type": "declutr", "mlm_weight": 0, "encoder": {"model_name": str(tiny_roberta)}},
+            extras={"tokenizer": roberta_tokenizer},
+        ).eval(),
         roberta_tokenizer,
     )
     assert (loaded_embeddings(tiny_roberta) - plain).abs().max() <= 1e-5

@@ -18,7 +18,9 @@ from declutr.modules.encoders import is_checkpointing
 
 def declutr_model(path, tokenizer, **config) -> DeclutrModel:
     torch.manual_seed(0)
-    return build(Model, {"type": "declutr", "encoder": {"model_name": str(path)}, **config}, extras={"tokenizer": tokenizer})
+    return build(
+        Model, {"type": "declutr", "encoder": {"model_name": str(path)}, **config}, extras={"tokenizer": tokenizer}
+    )
 
 
 def test_the_encoder_loads_the_masked_lm_variant_only_when_mlm_is_on(tiny_roberta, roberta_tokenizer):
@@ -41,7 +43,11 @@ def test_turning_off_both_losses_is_an_error(tiny_roberta, roberta_tokenizer):
 
 
 def test_an_encoder_config_contradicting_the_mlm_weight_is_an_error(tiny_roberta, roberta_tokenizer):
-    config = {"type": "declutr", "mlm_weight": 0, "encoder": {"model_name": str(tiny_roberta), "masked_language_modeling": True}}
+    config = {
+        "type": "declutr",
+        "mlm_weight": 0,
+        "encoder": {"model_name": str(tiny_roberta), "masked_language_modeling": True},
+    }
     with pytest.raises(ConfigurationError, match="without its masked-LM head"):
         build(Model, config, extras={"tokenizer": roberta_tokenizer})
 
@@ -52,7 +58,9 @@ def test_total_loss_is_the_weighted_sum_of_contrastive_and_mlm(checkpoint, reque
 
     path = request.getfixturevalue(checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = declutr_model(path, tokenizer, contrastive_weight=0.5, mlm_weight=2.0, loss={"type": "nt_xent", "temperature": 0.1})
+    model = declutr_model(
+        path, tokenizer, contrastive_weight=0.5, mlm_weight=2.0, loss={"type": "nt_xent", "temperature": 0.1}
+    )
     model.eval()  # no dropout: the terms can be recomputed independently
     batch = make_batch(tokenizer)
     output = model(batch)
@@ -119,13 +127,18 @@ def test_embeddings_do_not_depend_on_the_batch_they_are_padded_in(tiny_roberta, 
 def test_positives_are_averaged_per_anchor():
     embeddings = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 5.0], [0.0, 4.0]])
     owners = torch.tensor([0, 0, 1, 2])
-    torch.testing.assert_close(mean_per_anchor(embeddings, owners, 3), torch.tensor([[2.0, 1.0], [5.0, 5.0], [0.0, 4.0]]))
+    torch.testing.assert_close(
+        mean_per_anchor(embeddings, owners, 3), torch.tensor([[2.0, 1.0], [5.0, 5.0], [0.0, 4.0]])
+    )
     torch.testing.assert_close(mean_per_anchor(embeddings, None, 2), torch.tensor([[2.0, 1.0], [2.5, 4.5]]))
 
 
 def test_gradient_checkpointing_and_a_projection_head(tiny_roberta, roberta_tokenizer):
     model = declutr_model(
-        tiny_roberta, roberta_tokenizer, mlm_weight=0, feedforward={"hidden_dims": [16, 8]},
+        tiny_roberta,
+        roberta_tokenizer,
+        mlm_weight=0,
+        feedforward={"hidden_dims": [16, 8]},
         encoder={"model_name": str(tiny_roberta), "gradient_checkpointing": True},
     )
     assert is_checkpointing(model.encoder.model)
@@ -136,7 +149,9 @@ def test_gradient_checkpointing_and_a_projection_head(tiny_roberta, roberta_toke
 
 def test_simcse_unsupervised_views_differ_by_dropout_only(tiny_bert, bert_tokenizer):
     torch.manual_seed(0)
-    model = build(Model, {"type": "simcse", "encoder": {"model_name": str(tiny_bert)}}, extras={"tokenizer": bert_tokenizer})
+    model = build(
+        Model, {"type": "simcse", "encoder": {"model_name": str(tiny_bert)}}, extras={"tokenizer": bert_tokenizer}
+    )
     assert type(model.head.pooler).__name__ == "ClsMlpPooler"
     batch = {"anchors": tokenize(bert_tokenizer, ANCHORS)}
     model.train()
@@ -153,7 +168,9 @@ def test_simcse_unsupervised_views_differ_by_dropout_only(tiny_bert, bert_tokeni
 def test_simcse_supervised_uses_positives_and_hard_negatives(tiny_bert, bert_tokenizer):
     torch.manual_seed(0)
     model = SimCSEModel(
-        encoder=TransformerEncoder(str(tiny_bert)), tokenizer=bert_tokenizer, loss=InfoNCELoss(0.05, hard_negative_weight=1.0)
+        encoder=TransformerEncoder(str(tiny_bert)),
+        tokenizer=bert_tokenizer,
+        loss=InfoNCELoss(0.05, hard_negative_weight=1.0),
     ).eval()
     batch = {
         "anchors": tokenize(bert_tokenizer, ANCHORS),

@@ -22,8 +22,11 @@ def headless(tiny_roberta, tmp_path_factory):
 
 def config(tmp_path, model, data, **top):
     experiment = {
-        "dataset_reader": {"type": "declutr", "tokenizer": {"model_name": str(model)},
-                           "span_sampler": {"num_anchors": 1, "num_positives": 1, "min_span_len": 8, "max_span_len": 16}},
+        "dataset_reader": {
+            "type": "declutr",
+            "tokenizer": {"model_name": str(model)},
+            "span_sampler": {"num_anchors": 1, "num_positives": 1, "min_span_len": 8, "max_span_len": 16},
+        },
         "train_data_path": str(data),
         "data_loader": {"batch_size": 2},
         "model": {"type": "declutr", "encoder": {"model_name": str(model)}},
@@ -48,7 +51,10 @@ def test_a_checkpoint_without_a_masked_lm_head_is_one_line(headless, documents_f
 def test_a_missing_data_path_is_reported_before_any_weights_load(headless, tmp_path):
     result = run_declutr("train", config(tmp_path, headless, tmp_path / "missing.jsonl"), "-s", tmp_path / "run")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == f"Error: train_data_path: {tmp_path / 'missing.jsonl'}: no such file or directory"
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"Error: train_data_path: {tmp_path / 'missing.jsonl'}: no such file or directory"
+    )
     assert "in the checkpoint" not in result.stderr  # the encoder was never loaded
 
 

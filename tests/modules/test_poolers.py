@@ -69,12 +69,17 @@ def test_cnn_is_relu_convolutions_averaged_over_real_tokens():
     torch.testing.assert_close(pooler(HIDDEN, ATTENTION)[1], local[1, :3].mean(dim=0))
 
 
-@pytest.mark.parametrize(("activation", "function"), [(None, lambda x: x), ("gelu", torch.nn.functional.gelu), ("tanh", torch.tanh)])
+@pytest.mark.parametrize(
+    ("activation", "function"), [(None, lambda x: x), ("gelu", torch.nn.functional.gelu), ("tanh", torch.tanh)]
+)
 def test_cnn_activation_is_selectable(activation, function):
     """``activation: null`` is the authors' code (models/CNN.py: convolutions only)."""
     torch.manual_seed(0)
-    pooler = build(Pooler, {"type": "cnn", "kernel_sizes": [1, 3], "out_channels": 2, "activation": activation},
-                   extras={"input_dim": 2})
+    pooler = build(
+        Pooler,
+        {"type": "cnn", "kernel_sizes": [1, 3], "out_channels": 2, "activation": activation},
+        extras={"input_dim": 2},
+    )
     assert pooler.activation == activation
     conv = pooler.convolutions[0]
     local = pooler.local_features(HIDDEN, ATTENTION)
@@ -94,8 +99,15 @@ def test_every_pooler_is_independent_of_padding():
     short_mask, long_mask = torch.ones(1, 3, dtype=torch.long), torch.tensor([[1, 1, 1, 0, 0, 0, 0]])
     special = torch.tensor([[1, 0, 1]])
     special_long = torch.tensor([[1, 0, 1, 1, 1, 1, 1]])
-    for config in ("mean", {"type": "mean", "exclude_special_tokens": True}, "cls", "max", "cls_mlp", "cnn",
-                   {"type": "cnn", "activation": None}):
+    for config in (
+        "mean",
+        {"type": "mean", "exclude_special_tokens": True},
+        "cls",
+        "max",
+        "cls_mlp",
+        "cnn",
+        {"type": "cnn", "activation": None},
+    ):
         pooler = build(Pooler, config, extras={"input_dim": 8}).eval()
         torch.testing.assert_close(pooler(hidden, short_mask, special), pooler(padded, long_mask, special_long))
 

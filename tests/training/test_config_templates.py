@@ -13,7 +13,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "training_config"
 
 @pytest.mark.parametrize(
     ("experiment", "template"),
-    [("declutr_base", "declutr"), ("simcse_unsup", "simcse"), ("isbert", "isbert"), ("transformer_mean", "transformer")],
+    [
+        ("declutr_base", "declutr"),
+        ("simcse_unsup", "simcse"),
+        ("isbert", "isbert"),
+        ("transformer_mean", "transformer"),
+    ],
 )
 def test_an_unknown_hyperparameter_is_an_error_naming_it_and_the_file(tmp_path, experiment, template):
     config = tmp_path / "exp.jsonnet"

@@ -17,7 +17,13 @@ from declutr.testing import make_tiny_model, tiny_declutr_config, train_tiny, wr
 # declutr.testing.make_tiny_model(seed=0, "roberta") + make_documents() + tiny_declutr_config, CPU
 GOLDEN = {
     "mlm_loss": [6.000845432281494, 5.965777397155762, 5.950145244598389, 5.986657619476318, 5.937470436096191],
-    "contrastive_loss": [1.0071160793304443, 0.9315646290779114, 1.3089981079101562, 1.0729496479034424, 1.0209143161773682],
+    "contrastive_loss": [
+        1.0071160793304443,
+        0.9315646290779114,
+        1.3089981079101562,
+        1.0729496479034424,
+        1.0209143161773682,
+    ],
     "loss": [7.007961273193359, 6.897342205047607, 7.259143352508545, 7.05960750579834, 6.9583845138549805],
 }
 
@@ -41,7 +47,8 @@ def test_the_golden_losses_do_not_depend_on_the_thread_count(tmp_path):
         "print(json.dumps([r['loss'] for r in train_tiny(tiny_declutr_config(m, d), p / 'run') if 'loss' in r]))"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False, capture_output=True, text=True,
-                            env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], check=False, capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == pytest.approx(GOLDEN["loss"], rel=1e-4)

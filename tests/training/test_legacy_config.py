@@ -196,7 +196,10 @@ def test_reference_declutr_translates_to_the_shipped_paper_config(reference_file
     sampler = shipped["dataset_reader"]["span_sampler"]
     assert config["dataset_reader"]["span_sampler"].items() <= sampler.items()
     # 510 content tokens + <s> and </s>: the shipped files' model maximum (null = 512 for RoBERTa)
-    assert config["dataset_reader"]["tokenizer"]["max_length"] == 512 and shipped["dataset_reader"]["tokenizer"]["max_length"] is None
+    assert (
+        config["dataset_reader"]["tokenizer"]["max_length"] == 512
+        and shipped["dataset_reader"]["tokenizer"]["max_length"] is None
+    )
     assert config["dataset_reader"]["short_documents"] == shipped["dataset_reader"]["short_documents"] == "error"
     assert config["model"]["loss"] == shipped["model"]["loss"]
     assert config["model"]["encoder"] == shipped["model"]["encoder"]

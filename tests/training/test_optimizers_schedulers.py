@@ -38,7 +38,9 @@ def reference_adamw(params, grads_per_step, lr, betas, eps, weight_decay, correc
 def test_adamw_matches_the_reference_update(correct_bias, foreach):
     _model, named = named_parameters()
     initial = [p.detach().clone() for _, p in named]
-    optimizer = AdamW(named, lr=0.01, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1, correct_bias=correct_bias, foreach=foreach)
+    optimizer = AdamW(
+        named, lr=0.01, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.1, correct_bias=correct_bias, foreach=foreach
+    )
     grads_per_step = []
     for step in range(5):
         torch.manual_seed(100 + step)
@@ -63,8 +65,14 @@ def test_parameter_groups_by_regex_like_the_paper():
 
 def test_optimizer_from_config_with_the_papers_settings():
     _, named = named_parameters()
-    config = {"type": "huggingface_adamw", "lr": 5e-5, "eps": 1e-6, "correct_bias": False, "weight_decay": 0.1,
-              "parameter_groups": [[["bias", "LayerNorm\\.weight", "layer_norm\\.weight"], {"weight_decay": 0}]]}
+    config = {
+        "type": "huggingface_adamw",
+        "lr": 5e-5,
+        "eps": 1e-6,
+        "correct_bias": False,
+        "weight_decay": 0.1,
+        "parameter_groups": [[["bias", "LayerNorm\\.weight", "layer_norm\\.weight"], {"weight_decay": 0}]],
+    }
     optimizer = build(Optimizer, config, "trainer.optimizer", {"model_parameters": named})
     assert isinstance(optimizer, AdamW) and optimizer.defaults["correct_bias"] is False
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0, 0.1]
@@ -82,8 +90,9 @@ def slanted_triangular(t, total, cut_frac=0.1, ratio=32):
 def schedule(name, total, **kwargs):
     _, named = named_parameters()
     optimizer = build(Optimizer, {"type": "sgd", "lr": 2.0}, "o", {"model_parameters": named})
-    scheduler = build(LearningRateScheduler, {"type": name, **kwargs}, "s",
-                      {"optimizer": optimizer, "num_training_steps": total})
+    scheduler = build(
+        LearningRateScheduler, {"type": name, **kwargs}, "s", {"optimizer": optimizer, "num_training_steps": total}
+    )
     rates = []
     for _ in range(total):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -109,7 +118,11 @@ def test_linear_warmup_cosine_and_constant():
     rates, _ = schedule("linear_with_warmup", 10, warmup_steps=4)
     assert rates == pytest.approx([0, 0.5, 1.0, 1.5, 2.0, 2.0 * 5 / 6, 2.0 * 4 / 6, 2.0 * 3 / 6, 2.0 * 2 / 6, 2.0 / 6])
     rates, _ = schedule("cosine", 11, warmup_steps=1)
-    assert rates[0] == 0 and rates[1] == pytest.approx(2.0) and rates[-1] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 0.9)))
+    assert (
+        rates[0] == 0
+        and rates[1] == pytest.approx(2.0)
+        and rates[-1] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 0.9)))
+    )
     rates, _ = schedule("constant", 5)
     assert rates == [2.0] * 5
 
@@ -118,8 +131,15 @@ def test_scheduler_state_round_trip():
     rates, _scheduler = schedule("slanted_triangular", 40)
     _, named = named_parameters()
     optimizer = torch.optim.SGD([p for _, p in named], lr=2.0)
-    fresh = build(LearningRateScheduler, {"type": "slanted_triangular"}, "s", {"optimizer": optimizer, "num_training_steps": 40})
-    half = build(LearningRateScheduler, {"type": "slanted_triangular"}, "s", {"optimizer": torch.optim.SGD([p for _, p in named], lr=2.0), "num_training_steps": 40})
+    fresh = build(
+        LearningRateScheduler, {"type": "slanted_triangular"}, "s", {"optimizer": optimizer, "num_training_steps": 40}
+    )
+    half = build(
+        LearningRateScheduler,
+        {"type": "slanted_triangular"},
+        "s",
+        {"optimizer": torch.optim.SGD([p for _, p in named], lr=2.0), "num_training_steps": 40},
+    )
     for _ in range(17):
         half.step()
     fresh.load_state_dict(half.state_dict())

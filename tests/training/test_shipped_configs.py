@@ -130,7 +130,9 @@ def test_paper2020_minimum_is_counted_in_words(documents, tiny_roberta, tmp_path
     result = CliRunner().invoke(main, ["train", str(config), "-s", str(tmp_path / "words"), *args])
     assert result.exit_code == 1, result.output
     assert f"{corpus}:5: document of 127 whitespace words, shorter than the minimum 128" in result.stderr
-    result = CliRunner().invoke(main, ["train", str(CONFIG_DIR / "declutr_small.jsonnet"), "-s", str(tmp_path / "subwords"), *args])
+    result = CliRunner().invoke(
+        main, ["train", str(CONFIG_DIR / "declutr_small.jsonnet"), "-s", str(tmp_path / "subwords"), *args]
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -210,7 +212,12 @@ def test_isbert_config():
     assert config["model"]["type"] == "isbert"
     assert config["model"]["encoder"]["model_name"] == "bert-base-uncased"
     # no activation after the convolutions, as the authors' models/CNN.py
-    assert config["model"]["pooler"] == {"type": "cnn", "kernel_sizes": [1, 3, 5], "out_channels": 256, "activation": None}
+    assert config["model"]["pooler"] == {
+        "type": "cnn",
+        "kernel_sizes": [1, 3, 5],
+        "out_channels": 256,
+        "activation": None,
+    }
     assert config["model"]["loss"] == {"type": "infomax"}
     assert config["data_loader"]["batch_size"] == 32 and config["trainer"]["num_epochs"] == 1
 

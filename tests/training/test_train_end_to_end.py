@@ -39,8 +39,19 @@ def experiment(tiny_roberta, documents_file, tmp_path_factory):
 
 def train(experiment, run_dir, *extra, env=None):
     _, config, data, model = experiment
-    return run_declutr("train", config, "-s", run_dir, "--ext-var", f"M={model}", "--ext-var", f"DATA={data}", *extra,
-                       env=env, extra_path=[FIXTURES / "killer"])
+    return run_declutr(
+        "train",
+        config,
+        "-s",
+        run_dir,
+        "--ext-var",
+        f"M={model}",
+        "--ext-var",
+        f"DATA={data}",
+        *extra,
+        env=env,
+        extra_path=[FIXTURES / "killer"],
+    )
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -55,11 +66,16 @@ def test_train_resume_after_sigkill_reaches_the_same_weights(experiment):
     assert {"config.json", "out.log", "metrics.jsonl", "checkpoints", "model"} <= {p.name for p in run.iterdir()}
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if "lr" in r]
-    assert logged and all({"step", "epoch", "loss", "contrastive_loss", "mlm_loss", "lr", "grad_norm", "tokens_per_second"} <= set(r) for r in logged)
+    assert logged and all(
+        {"step", "epoch", "loss", "contrastive_loss", "mlm_loss", "lr", "grad_norm", "tokens_per_second"} <= set(r)
+        for r in logged
+    )
     assert any("validation_loss" in r for r in records)
     assert len(list((run / "checkpoints").glob("step_*"))) == 2
 
-    killed = train(experiment, root / "killed", "--include-package", "declutr_kill_at_step", env={"DECLUTR_KILL_AT_STEP": "5"})
+    killed = train(
+        experiment, root / "killed", "--include-package", "declutr_kill_at_step", env={"DECLUTR_KILL_AT_STEP": "5"}
+    )
     assert killed.returncode == -9
     assert not (root / "killed" / "model").exists()
     refused = train(experiment, root / "killed")
@@ -90,5 +106,6 @@ def test_encoder_reads_a_run_directory(experiment):
     run = experiment[0] / "reference"
     if not (run / "model").is_dir():
         pytest.skip("the reference run did not complete")
-    torch.testing.assert_close(torch.from_numpy(Encoder(run)(["A river house."])),
-                               torch.from_numpy(Encoder(run / "model")(["A river house."])))
+    torch.testing.assert_close(
+        torch.from_numpy(Encoder(run)(["A river house."])), torch.from_numpy(Encoder(run / "model")(["A river house."]))
+    )

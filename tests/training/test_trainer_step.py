@@ -62,7 +62,9 @@ def test_the_step_reads_no_tensor_back_to_the_host(build, monkeypatch):
     metrics = trainer._train_step(micro_batches)
     monkeypatch.undo()
     assert calls == []
-    assert trainer.tokens_seen == sum(sum(g["lengths"]) for b in micro_batches for g in b.values() if isinstance(g, dict))
+    assert trainer.tokens_seen == sum(
+        sum(g["lengths"]) for b in micro_batches for g in b.values() if isinstance(g, dict)
+    )
     assert all(isinstance(metrics[key], torch.Tensor) for key in ("loss", "contrastive_loss", "mlm_loss", "grad_norm"))
 
 
@@ -91,7 +93,9 @@ def test_float16_on_cpu_warns_and_trains_in_float32(build, caplog):
     with caplog.at_level(logging.WARNING, logger="declutr"):
         trainer = build("fp16", use_amp=True, amp_dtype="float16")
     assert not trainer.use_amp and not trainer.scaler.is_enabled()
-    assert any("amp_dtype float16" in r.getMessage() and "mixed precision is off" in r.getMessage() for r in caplog.records)
+    assert any(
+        "amp_dtype float16" in r.getMessage() and "mixed precision is off" in r.getMessage() for r in caplog.records
+    )
     assert first_step(trainer) == reference
 
 
@@ -109,15 +113,27 @@ def test_out_of_memory_is_one_line_and_recover_continues_from_the_last_checkpoin
     reference = run_declutr("train", oom_experiment, "-s", tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr
     run = tmp_path / "oom"
-    failed = run_declutr("train", oom_experiment, "-s", run, "--include-package", "declutr_oom_at_step",
-                         env={"DECLUTR_OOM_AT_STEP": "3"}, extra_path=plugins)
+    failed = run_declutr(
+        "train",
+        oom_experiment,
+        "-s",
+        run,
+        "--include-package",
+        "declutr_oom_at_step",
+        env={"DECLUTR_OOM_AT_STEP": "3"},
+        extra_path=plugins,
+    )
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr
     lines = [line for line in failed.stderr.splitlines() if "out of memory" in line]
     assert len(lines) == 1, failed.stderr
     message = lines[0]
     assert "training step 3 (epoch 0; batch anchors 2x" in message
-    for key in ("data_loader.batch_size (2)", "model.max_padding_fraction (0.2)", "model.encoder.gradient_checkpointing"):
+    for key in (
+        "data_loader.batch_size (2)",
+        "model.max_padding_fraction (0.2)",
+        "model.encoder.gradient_checkpointing",
+    ):
         assert key in message
     assert "step_00000002" in message and "--recover" in message
     assert not (run / "model").exists()
@@ -131,4 +147,3 @@ def test_out_of_memory_is_one_line_and_recover_continues_from_the_last_checkpoin
     assert expected.keys() == actual.keys()
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=1e-6, msg=name)
-
