@@ -33,7 +33,9 @@ def mask_tokens(
 def pad_group(inputs: list[tuple[np.ndarray, np.ndarray]], pad_id: int, labels: list[np.ndarray] | None = None) -> dict:
     """``input_ids``/``attention_mask``/``special_tokens_mask`` (and ``mlm_labels``) as
     ``LongTensor[N, L]``, ``L`` the longest input; padding is ``pad_id`` / 0 / 1 / -100 (padding
-    counts as a special token, as in Hugging Face's ``tokenizer.pad``)."""
+    counts as a special token, as in Hugging Face's ``tokenizer.pad``), and ``lengths``, each row's
+    real length as a Python ``list[int]``: it stays on the host when the batch moves to the device,
+    so the model plans its sub-batches without reading the mask back (no device synchronisation)."""
     count = len(inputs)
     width = max((len(ids) for ids, _ in inputs), default=0)
     input_ids = np.full((count, width), pad_id, dtype=np.int64)
@@ -47,6 +49,7 @@ def pad_group(inputs: list[tuple[np.ndarray, np.ndarray]], pad_id: int, labels: 
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(attention),
         "special_tokens_mask": torch.from_numpy(special),
+        "lengths": [len(ids) for ids, _ in inputs],
     }
     if labels is not None:
         mlm = np.full((count, width), IGNORE_INDEX, dtype=np.int64)

@@ -23,21 +23,22 @@ class MaskedLanguageModelingLoss(Loss):
     """
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        selected = labels != -100
-        if not bool(selected.any()):
-            return logits.sum() * 0.0
-        # at least float32 (half-precision logits are upcast), float64 kept
-        logits = logits[selected].to(torch.promote_types(logits.dtype, torch.float32))
+        # the sum over the masked positions over their count: no host read of the mask (an
+        # ``if not selected.any()`` would wait for the device); no masked position gives 0 / 1
+        losses = self._token_losses(logits, labels)
         if weights is None:
-            return F.cross_entropy(logits, labels[selected])
-        losses = F.cross_entropy(logits, labels[selected], reduction="none")
-        return (losses * weights[selected].to(losses.dtype)).sum()
+            return losses.sum() / (labels != -100).sum().clamp(min=1)
+        return (losses * weights.reshape(-1).to(losses.dtype)).sum()
 
     def summed(self, logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """The sum (not the mean) of the masked tokens' cross-entropies, each times its weight
         when ``weights`` are given: a group encoded in chunks adds its chunks' sums (the cached
         contrastive step). No masked token gives a zero that still reaches the logits."""
-        selected = labels != -100
-        logits = logits[selected].to(torch.promote_types(logits.dtype, torch.float32))
-        losses = F.cross_entropy(logits, labels[selected], reduction="none")
-        return losses.sum() if weights is None else (losses * weights[selected].to(losses.dtype)).sum()
+        losses = self._token_losses(logits, labels)
+        return losses.sum() if weights is None else (losses * weights.reshape(-1).to(losses.dtype)).sum()
+
+    @staticmethod
+    def _token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Each position's cross-entropy (0 where the label is -100), in at least float32."""
+        logits = logits.reshape(-1, logits.size(-1)).to(torch.promote_types(logits.dtype, torch.float32))
+        return F.cross_entropy(logits, labels.reshape(-1), ignore_index=-100, reduction="none")

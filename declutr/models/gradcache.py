@@ -58,7 +58,7 @@ def cached_step(model, batch: dict, backward: Callable[[torch.Tensor], None]) ->
     with ``backward`` called once per chunk (parameter gradients accumulate as for one pass)."""
     groups = model.text_groups(batch)
     device = groups[0].tensors["input_ids"].device
-    plans = [model.sub_batches(group.tensors["attention_mask"]) for group in groups]
+    plans = [model.sub_batches(group.tensors) for group in groups]
     token_weights = [
         None if group.mlm_labels is None else plan.split(_token_weights(group)) for group, plan in zip(groups, plans)
     ]

@@ -66,6 +66,7 @@ class ISBERTModel(Model):
             sentences["input_ids"],
             attention_mask,
             per_token=True,
+            lengths=sentences.get("lengths"),
         )
         local = self.head.pooler.local_features(hidden, attention_mask)
         loss = self.loss(masked_mean(local, attention_mask), local, attention_mask)

@@ -92,10 +92,13 @@ class Model(torch.nn.Module, Registrable):
         """Whether the model describes its step as text groups and losses (what the cache needs)."""
         return cls.text_groups is not Model.text_groups and cls.contrastive_losses is not Model.contrastive_losses
 
-    def sub_batches(self, attention_mask: torch.Tensor) -> SubBatches:
+    def sub_batches(self, group: dict) -> SubBatches:
         """The length-sorted sub-batches this model runs a text group in (see ``declutr.modules.batching``),
-        cut into chunks of at most ``contrastive_chunk_size`` texts when that is set."""
-        return SubBatches(attention_mask, self.max_padding_fraction, self.contrastive_chunk_size)
+        cut into chunks of at most ``contrastive_chunk_size`` texts when that is set, and planned
+        from the group's host-side ``lengths`` when the loader gave them (no device read)."""
+        return SubBatches(
+            group["attention_mask"], self.max_padding_fraction, self.contrastive_chunk_size, group.get("lengths")
+        )
 
     # -- the training step as text groups and losses (what the cached step needs) -------------------
     def text_groups(self, batch: dict) -> list[TextGroup]:
@@ -138,7 +141,7 @@ class Model(torch.nn.Module, Registrable):
         """``encode_chunk`` over the group's sub-batches: the embeddings in order (``None`` without
         ``embed``) and every masked position's logits and labels, so the masked-LM loss is the mean
         over all of the group's masked tokens."""
-        plan = self.sub_batches(group.tensors["attention_mask"])
+        plan = self.sub_batches(group.tensors)
         embeddings, logits, targets = [], [], []
         for chunk in self.chunks(group, plan):
             chunk_embeddings, chunk_logits, chunk_targets = self.encode_chunk(*chunk, embed=group.embed)
@@ -167,7 +170,7 @@ class Model(torch.nn.Module, Registrable):
         """``group.mlm_weights`` at the masked positions, in ``encode_group``'s order of the targets."""
         if group.mlm_weights is None:
             return None
-        plan = self.sub_batches(group.tensors["attention_mask"])
+        plan = self.sub_batches(group.tensors)
         split = zip(plan.split(group.mlm_weights), plan.split(group.mlm_labels))
         return torch.cat([weights[labels != -100] for weights, labels in split])
 
@@ -208,10 +211,14 @@ class Model(torch.nn.Module, Registrable):
         """What the losses see for a text group of a batch (``input_ids``, ``attention_mask``,
         ``special_tokens_mask``): ``embed``'s computation, through the projection head if any."""
         return self._in_sub_batches(
-            self.head, group["input_ids"], group["attention_mask"], group.get("special_tokens_mask")
+            self.head,
+            group["input_ids"],
+            group["attention_mask"],
+            group.get("special_tokens_mask"),
+            group.get("lengths"),
         )
 
-    def _in_sub_batches(self, head, input_ids, attention_mask, special_tokens_mask) -> torch.Tensor:
+    def _in_sub_batches(self, head, input_ids, attention_mask, special_tokens_mask, lengths=None) -> torch.Tensor:
         def padded(ids, mask, special):
             return head(self.encoder(ids, mask), mask, special)
 
@@ -223,6 +230,7 @@ class Model(torch.nn.Module, Registrable):
             attention_mask,
             special_tokens_mask,
             max_rows=self.contrastive_chunk_size,
+            lengths=lengths,
         )
 
     def export(self, directory: str | os.PathLike) -> Path:

@@ -80,7 +80,13 @@ class SimCSEModel(Model):
         anchors = require(batch, "anchors", "every SimCSE batch has anchors")
         if batch.get("positives") is None:
             return [
-                TextGroup({key: torch.cat([value, value]) for key, value in anchors.items() if key != "mlm_labels"})
+                TextGroup(  # tensors and the host-side ``lengths`` list, each twice
+                    {
+                        key: torch.cat([value, value]) if isinstance(value, torch.Tensor) else value + value
+                        for key, value in anchors.items()
+                        if key != "mlm_labels"
+                    }
+                )
             ]
         groups = [TextGroup(anchors), TextGroup(batch["positives"])]
         if batch.get("negatives") is not None:

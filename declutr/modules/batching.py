@@ -55,10 +55,19 @@ class SubBatches:
     ``max_padding_fraction`` ``None`` is the padded group itself: one sub-batch, nothing trimmed
     (and no look at the mask, so no device synchronisation). ``max_rows`` cuts every sub-batch
     into pieces of at most that many rows (the cached contrastive step's chunks); without
-    ``max_padding_fraction`` the pieces are consecutive rows, untrimmed.
+    ``max_padding_fraction`` the pieces are consecutive rows, untrimmed. ``lengths``, the rows'
+    real lengths known on the host (the loader's ``lengths``), plan the sub-batches without
+    reading the mask back from the device; without them the mask is read (one synchronisation
+    on CUDA).
     """
 
-    def __init__(self, attention_mask: torch.Tensor, max_padding_fraction: float | None, max_rows: int | None = None):
+    def __init__(
+        self,
+        attention_mask: torch.Tensor,
+        max_padding_fraction: float | None,
+        max_rows: int | None = None,
+        lengths: Sequence[int] | None = None,
+    ):
         if max_rows is not None and max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {max_rows}")
         self.length = attention_mask.size(1)
@@ -72,7 +81,10 @@ class SubBatches:
             plan = [list(range(start, min(start + max_rows, rows))) for start in range(0, rows, max_rows)]
             self.widths = [self.length] * len(plan)
         else:
-            lengths = extents(attention_mask)
+            if lengths is None:
+                lengths = extents(attention_mask)
+            elif len(lengths) != rows:
+                raise ValueError(f"{len(lengths)} row lengths for a group of {rows} rows")
             plan = plan_sub_batches(lengths, max_padding_fraction)
             if max_rows is not None:
                 plan = [run[start : start + max_rows] for run in plan for start in range(0, len(run), max_rows)]
@@ -130,13 +142,15 @@ def in_sub_batches(
     *tensors: torch.Tensor | None,
     per_token: bool = False,
     max_rows: int | None = None,
+    lengths: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """``function(*tensors)`` computed per sub-batch of ``attention_mask``'s group and reassembled.
 
     ``tensors`` are ``[N, L, ...]`` (or ``None``), the attention mask among them where
     ``function`` needs it; the results are rows ``[N, ...]``, or ``[N, L, ...]`` with
-    ``per_token``; ``max_rows``: see ``SubBatches``.
+    ``per_token``; ``max_rows`` and ``lengths`` (the rows' real lengths on the host, if known):
+    see ``SubBatches``.
     """
-    plan = SubBatches(attention_mask, max_padding_fraction, max_rows)
+    plan = SubBatches(attention_mask, max_padding_fraction, max_rows, lengths)
     pieces = [function(*chunk) for chunk in zip(*(plan.split(tensor) for tensor in tensors))]
     return plan.padded(pieces) if per_token else plan.rows(pieces)

@@ -223,6 +223,11 @@ def last_hidden_state(model: torch.nn.Module, input_ids: torch.Tensor, attention
     """``model(input_ids, attention_mask).last_hidden_state`` for a bare transformer.
 
     The one way declutr runs a bare transformer, used by training-time encoders and by models
-    loaded back from an export alike.
+    loaded back from an export alike. With SDPA attention the padding mask goes in as the 4D
+    boolean mask SDPA takes (``[N, 1, 1, L]``, True = attend), which transformers passes on as
+    it is: from a 2D mask it would first test ``mask.all()`` on the host to drop an all-ones
+    mask, a device synchronisation in every encoder call.
     """
+    if attention_mask.dim() == 2 and getattr(model.config, "_attn_implementation", None) == "sdpa":
+        attention_mask = attention_mask.bool()[:, None, None, :]
     return model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -29,7 +29,8 @@ class Callback(Registrable):
         """Before the first step (after a resume, before the first new step)."""
 
     def on_step(self, trainer, metrics: dict[str, Any]) -> None:
-        """After each optimizer step; ``metrics`` has the step's loss terms, lr and grad norm."""
+        """After each optimizer step; ``metrics`` has the step's loss terms and grad norm as device
+        tensors (reading one, e.g. ``float()``, makes the host wait for the device) and lr."""
 
     def on_log(self, trainer, metrics: dict[str, Any]) -> None:
         """Every ``log_every`` steps with metrics averaged since the last log (reduced over ranks)."""
@@ -52,7 +53,11 @@ class Callback(Registrable):
 
 @Callback.register("progress_bar")
 class ProgressBar(Callback):
-    """A tqdm bar: step, loss terms, learning rate, real tokens/s, ETA, documents skipped."""
+    """A tqdm bar: step, loss terms, learning rate, real tokens/s, ETA, documents skipped.
+
+    The figures are those of the last logging step (``log_every``): reading a step's losses
+    every step would make the host wait for the device.
+    """
 
     def __init__(self):
         self.bar = None
@@ -66,13 +71,16 @@ class ProgressBar(Callback):
             )
 
     def on_step(self, trainer, metrics) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_log(self, trainer, metrics) -> None:
         if self.bar is None:
             return
-        self.bar.update(1)
         shown = {k.removesuffix("_loss"): f"{v:.4f}" for k, v in metrics.items() if k.endswith("loss")}
         shown["lr"] = f"{metrics['lr']:.2e}"
-        if trainer.last_log.get("tokens_per_second"):
-            shown["tok/s"] = f"{trainer.last_log['tokens_per_second']:.0f}"
+        if metrics.get("tokens_per_second"):
+            shown["tok/s"] = f"{metrics['tokens_per_second']:.0f}"
         skipped = sum(v for k, v in trainer.data_loader_stats().items() if k.startswith("documents_skipped"))
         if skipped:
             shown["skipped"] = skipped
@@ -103,19 +111,30 @@ class MetricsLog(Callback):
         self._write(trainer, {"step": trainer.step, "epoch": epoch, "event": "epoch_end", **metrics})
 
 
+def check_finite(trainer, metrics: dict[str, Any]) -> None:
+    """Raise ``TrainingError`` when a loss term of ``metrics`` (floats averaged over the steps
+    since the last log) is not finite, naming the last good checkpoint."""
+    bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
+    if bad:
+        latest = trainer.checkpointer.latest()
+        where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+        raise TrainingError(
+            f"non-finite {', '.join(bad)} by step {trainer.step} (epoch {trainer.epoch}); training stopped "
+            f"and {where}; lower the learning rate or check the data"
+        )
+
+
 @Callback.register("nan_guard")
 class NanGuard(Callback):
-    """Stops at the first non-finite loss, before anything is checkpointed from that step."""
+    """Stops at a non-finite loss, before anything is checkpointed from that step.
 
-    def on_step(self, trainer, metrics) -> None:
-        bad = [k for k, v in metrics.items() if k.endswith("loss") and not math.isfinite(v)]
-        if bad:
-            latest = trainer.checkpointer.latest()
-            where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
-            raise TrainingError(
-                f"non-finite {', '.join(bad)} at step {trainer.step} (epoch {trainer.epoch}); training stopped "
-                f"and {where}; lower the learning rate or check the data"
-            )
+    The losses are checked at every logging step and, by the trainer, before every checkpoint
+    (averages of the steps since the last log: a non-finite step makes them non-finite), so the
+    step itself never waits for the device.
+    """
+
+    def on_log(self, trainer, metrics) -> None:
+        check_finite(trainer, metrics)
 
 
 @Callback.register("early_stopping")

@@ -15,7 +15,7 @@ import torch
 from declutr.core.construct import Lazy
 from declutr.core.registrable import Registrable
 from declutr.modules.distributed import average_gradients
-from declutr.training.callbacks import Callback, MetricsLog, NanGuard, ProgressBar
+from declutr.training.callbacks import Callback, MetricsLog, NanGuard, ProgressBar, TrainingError, check_finite
 from declutr.training.checkpoint import Checkpointer, rng_state, set_rng_state
 from declutr.training.optimizers import Optimizer
 from declutr.training.schedulers import LearningRateScheduler
@@ -238,28 +238,43 @@ class GradientDescentTrainer(Trainer):
         if group:
             yield group
 
-    def _train_step(self, micro_batches: list) -> dict[str, float]:
-        """Forward/backward over the micro-batches (DDP syncs on the last only), clip, step, schedule."""
-        terms: dict[str, float] = {}
-        cached = getattr(unwrap(self.model), "contrastive_chunk_size", None) is not None
+    def _forward_backward(self, batch: dict, parts: int, sync: bool) -> dict[str, torch.Tensor]:
+        """Forward and backward of one micro-batch (its loss divided by ``parts``, DDP gradient
+        sync only with ``sync``); returns the detached loss terms, still on the device. With the
+        cached contrastive step the model runs its two passes and calls backward per chunk."""
 
         def backward(loss: torch.Tensor) -> None:
-            self.scaler.scale(loss / len(micro_batches)).backward()
+            self.scaler.scale(loss / parts).backward()
 
+        model = unwrap(self.model)
+        with nullcontext() if sync else self.model.no_sync(), self._autocast():
+            if self._cached:
+                output = model.forward_backward(move_to(batch, self.device), backward)
+            else:
+                output = self.model(move_to(batch, self.device))
+        if not self._cached:
+            backward(output["loss"])
+        return {key: value.detach() for key, value in output.items() if key.endswith("loss")}
+
+    @property
+    def _cached(self) -> bool:
+        return getattr(unwrap(self.model), "contrastive_chunk_size", None) is not None
+
+    def _train_step(self, micro_batches: list) -> dict[str, Any]:
+        """Forward/backward over the micro-batches (DDP syncs on the last only), clip, step, schedule.
+
+        Nothing here reads a device tensor back to the host: the loss terms and the gradient norm
+        stay device tensors (read once per logging step by ``_read``), the token count and the
+        sub-batch plans come from the host-side ``lengths`` the loader computed with the batch.
+        """
+        terms: dict[str, torch.Tensor] = {}
         for index, batch in enumerate(micro_batches):
             self.tokens_seen += count_tokens(batch)
             sync = index == len(micro_batches) - 1 or self.world_size == 1
-            with nullcontext() if sync else self.model.no_sync(), self._autocast():
-                if cached:  # GradCache: the model runs its two passes and calls backward per chunk
-                    output = unwrap(self.model).forward_backward(move_to(batch, self.device), backward)
-                else:
-                    output = self.model(move_to(batch, self.device))
-            if not cached:
-                backward(output["loss"])
-            for key, value in output.items():
-                if key.endswith("loss"):
-                    terms[key] = terms.get(key, 0.0) + float(value.detach()) / len(micro_batches)
-        if cached:  # DDP's forward did not run: average the gradients as its backward would
+            for key, value in self._forward_backward(batch, len(micro_batches), sync).items():
+                value = value.float() / len(micro_batches)
+                terms[key] = terms[key] + value if key in terms else value
+        if self._cached:  # DDP's forward did not run: average the gradients as its backward would
             average_gradients(self.model.parameters())
         self.scaler.unscale_(self.optimizer)
         parameters = [p for p in self.model.parameters() if p.grad is not None]
@@ -271,10 +286,19 @@ class GradientDescentTrainer(Trainer):
         self.scheduler.step()
         self.step += 1
         self.batches_in_epoch += len(micro_batches)
-        return {**terms, "lr": lr, "grad_norm": float(norm)}
+        return {**terms, "lr": lr, "grad_norm": norm.detach()}
 
-    def _log(self, window: dict[str, float], steps: int, seconds: float, tokens: int) -> dict[str, Any]:
-        averaged = _reduce_mean({k: v / steps for k, v in window.items()}, self.world_size, self.device)
+    def _guarded_step(self, micro_batches: list) -> dict[str, Any]:
+        """``_train_step``, with an out-of-memory error turned into one line saying what to lower."""
+        try:
+            return self._train_step(micro_batches)
+        except torch.OutOfMemoryError:
+            pass  # leave the handler first, so its traceback (and the step's tensors) can be freed
+        self.optimizer.zero_grad(set_to_none=True)
+        raise TrainingError(out_of_memory_message(self, micro_batches)) from None
+
+    def _log(self, window: dict[str, Any], steps: int, seconds: float, tokens: int) -> dict[str, Any]:
+        averaged = _reduce_mean({k: v / steps for k, v in _read(window).items()}, self.world_size, self.device)
         tokens = _reduce_mean({"t": float(tokens)}, self.world_size, self.device)["t"] * self.world_size
         self.last_log = {
             "step": self.step,
@@ -285,6 +309,11 @@ class GradientDescentTrainer(Trainer):
         }
         self._call("on_log", self.last_log)
         return self.last_log
+
+    def _check_window(self, window: dict[str, Any], steps: int) -> None:
+        """Before a checkpoint: the steps since the last log must have finite losses (one host read)."""
+        if steps:
+            check_finite(self, {k: v / steps for k, v in _read(window).items()})
 
     def report(self, metrics: dict[str, Any]) -> None:
         """Hand validation-like metrics (from ``validate`` or a callback's evaluation) to every callback."""
@@ -309,10 +338,10 @@ class GradientDescentTrainer(Trainer):
             if self.batches_in_epoch == 0:  # a fresh epoch; otherwise the restored loader resumes mid-epoch
                 self.data_loader.set_epoch(self.epoch)
             for micro_batches in self._micro_batch_groups():
-                step_metrics = self._train_step(micro_batches)
+                step_metrics = self._guarded_step(micro_batches)
                 self._call("on_step", step_metrics)
                 for key, value in step_metrics.items():
-                    window[key] = window.get(key, 0.0) + value
+                    window[key] = window[key] + value if key in window else value
                 window_steps += 1
                 if self.step % self.log_every == 0 or self.step == self.total_steps:
                     final.update(self._log(window, window_steps, time.perf_counter() - window_start, self.tokens_seen))
@@ -327,6 +356,7 @@ class GradientDescentTrainer(Trainer):
                 if self.step >= self.total_steps or self.stop_reason is not None:
                     break
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    self._check_window(window, window_steps)
                     self.save_checkpoint()
             if self.batches_in_epoch >= len(self.data_loader):
                 if self.validation_data_loader is not None and validated_at != self.step:
@@ -335,6 +365,7 @@ class GradientDescentTrainer(Trainer):
                 self._call("on_epoch_end", self.epoch, self.data_loader_stats())
                 self.epoch += 1
                 self.batches_in_epoch = 0
+            self._check_window(window, window_steps)
             self.save_checkpoint()
         if self.validation_data_loader is not None and validated_at != self.step:
             final.update(self._validate_and_report())
@@ -342,6 +373,48 @@ class GradientDescentTrainer(Trainer):
             logger.info("%s", self.stop_reason)
         self._call("on_end", final)
         return {**final, "step": self.step, "epoch": self.epoch, "stop_reason": self.stop_reason}
+
+
+def _read(values: dict[str, Any]) -> dict[str, Any]:
+    """The device tensors among ``values`` as floats, in one transfer (a logging step's one host read)."""
+    keys = [key for key, value in values.items() if isinstance(value, torch.Tensor)]
+    floats = torch.stack([values[key].float() for key in keys]).tolist() if keys else []
+    return {**values, **dict(zip(keys, floats))}
+
+
+def batch_shape(batch: dict) -> str:
+    """``"anchors 8x512, positives 8x496"``: each text group's padded size."""
+    return ", ".join(
+        f"{name} {'x'.join(str(n) for n in group['input_ids'].shape)}"
+        for name, group in batch.items()
+        if isinstance(group, dict) and "input_ids" in group
+    )
+
+
+def out_of_memory_message(trainer: GradientDescentTrainer, micro_batches: list) -> str:
+    """One line: where memory ran out, how much was in use, and the keys that lower it."""
+    model = unwrap(trainer.model)
+    peak = ""
+    if trainer.device.type == "cuda":
+        peak = f", peak {torch.cuda.max_memory_allocated(trainer.device) / 2**30:.2f} GiB allocated on {trainer.device}"
+        torch.cuda.empty_cache()
+    keys = [f"data_loader.batch_size ({getattr(trainer.data_loader, 'batch_size', '?')})"]
+    if getattr(model, "max_padding_fraction", None) is not None:
+        keys.append(f"model.max_padding_fraction ({model.max_padding_fraction})")
+    if hasattr(model, "contrastive_chunk_size"):
+        keys.append(f"model.contrastive_chunk_size ({model.contrastive_chunk_size})")
+    if not getattr(getattr(model, "encoder", None), "gradient_checkpointing", True):
+        keys.append("model.encoder.gradient_checkpointing (set it true)")
+    checkpoint = trainer.checkpointer.latest()
+    resume = (
+        f"the last checkpoint is {checkpoint} (--recover continues from it)"
+        if checkpoint
+        else "no checkpoint was written yet"
+    )
+    return (
+        f"out of memory in training step {trainer.step + 1} (epoch {trainer.epoch}; batch {batch_shape(micro_batches[0])}"
+        f"{peak}); lower {', '.join(keys)}; {resume}"
+    )
 
 
 @Trainer.register("no_op")

@@ -18,8 +18,11 @@ def move_to(batch: Any, device: torch.device) -> Any:
 
 
 def count_tokens(batch: Any) -> int:
-    """Real (non-pad) tokens in a batch: the sum of every group's attention mask."""
+    """Real (non-pad) tokens in a batch: every group's host-side ``lengths`` (no tensor read), or
+    the sum of its attention mask when the group has none."""
     if isinstance(batch, dict):
+        if isinstance(batch.get("lengths"), list):
+            return sum(batch["lengths"])
         if "attention_mask" in batch and isinstance(batch["attention_mask"], torch.Tensor):
             return int(batch["attention_mask"].sum())
         return sum(count_tokens(v) for v in batch.values())

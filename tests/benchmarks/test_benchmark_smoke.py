@@ -55,7 +55,8 @@ def test_bin_benchmark_runs_every_section_on_a_tiny_model(tiny_roberta, tmp_path
     results = {line["benchmark"]: line for line in lines}
     assert set(results) == {"step", "pipeline", "encoder", "mfu", "long_texts", "gradcache"}
     step = results["step"]
-    assert set(step["rates"]) == {"padded", "padded_masked_logits", "declutr"}
+    assert set(step["rates"]) == {"padded", "padded_masked_logits", "declutr", "declutr_host_reads"}
+    assert step["no_host_reads_speedup"] > 0
     assert step["max_relative_loss_difference"] <= 1e-4 and step["speedup"] > 0
     assert step["padding_fraction_sub_batches"] <= step["padding_fraction_padded"]
     assert results["pipeline"]["ratio"] > 0

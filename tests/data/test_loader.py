@@ -42,8 +42,9 @@ def test_declutr_batch_layout(make_reader, make_loader, corpus):
     assert batch["positive_anchor_index"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     assert "mlm_labels" in anchors and "mlm_labels" not in positives
     for group in (anchors, positives):
-        assert all(t.dtype == torch.long for t in group.values())
+        assert all(t.dtype == torch.long for k, t in group.items() if k != "lengths")
         lengths = group["attention_mask"].sum(1)
+        assert group["lengths"] == lengths.tolist()  # host-side, for sub-batch plans without a device read
         assert group["attention_mask"].shape[1] == lengths.max()  # dynamic padding
         assert (group["input_ids"][:, 0] == reader.tokenizer.bos_token_id).all()
         rows = torch.arange(len(lengths))

@@ -132,16 +132,16 @@ def test_early_stopping_on_validation_loss_needs_validation_data():
 
 def test_nan_guard_names_the_term_the_step_and_the_last_good_checkpoint():
     guard = NanGuard()
-    guard.on_step(fake_trainer(), {"loss": 1.0, "mlm_loss": 0.5, "lr": 1e-3})
+    guard.on_log(fake_trainer(), {"loss": 1.0, "mlm_loss": 0.5, "lr": 1e-3})
     with pytest.raises(TrainingError) as error:
-        guard.on_step(
+        guard.on_log(
             fake_trainer(latest="RUN/checkpoints/step_00000006"), {"loss": np.nan, "mlm_loss": np.inf, "lr": 1e-3}
         )
     message = str(error.value)
-    assert "non-finite loss, mlm_loss at step 7 (epoch 1)" in message
+    assert "non-finite loss, mlm_loss by step 7 (epoch 1)" in message
     assert "the last good checkpoint is RUN/checkpoints/step_00000006" in message
     with pytest.raises(TrainingError, match="no checkpoint was written yet"):
-        guard.on_step(fake_trainer(), {"loss": float("inf")})
+        guard.on_log(fake_trainer(), {"loss": float("inf")})
 
 
 def test_a_missing_senteval_folder_names_the_callback(experiment, tmp_path):
