@@ -92,13 +92,15 @@ class Model(torch.nn.Module, Registrable):
         """Whether the model describes its step as text groups and losses (what the cache needs)."""
         return cls.text_groups is not Model.text_groups and cls.contrastive_losses is not Model.contrastive_losses
 
-    def sub_batches(self, group: dict) -> SubBatches:
+    def sub_batches(self, group: dict | torch.Tensor) -> SubBatches:
         """The length-sorted sub-batches this model runs a text group in (see ``declutr.modules.batching``),
         cut into chunks of at most ``contrastive_chunk_size`` texts when that is set, and planned
-        from the group's host-side ``lengths`` when the loader gave them (no device read)."""
-        return SubBatches(
-            group["attention_mask"], self.max_padding_fraction, self.contrastive_chunk_size, group.get("lengths")
+        from the group's host-side ``lengths`` when the loader gave them (no device read).
+        ``group``: the group's tensors (a batch's ``anchors``, ...), or just its attention mask."""
+        mask, lengths = (
+            (group, None) if isinstance(group, torch.Tensor) else (group["attention_mask"], group.get("lengths"))
         )
+        return SubBatches(mask, self.max_padding_fraction, self.contrastive_chunk_size, lengths)
 
     # -- the training step as text groups and losses (what the cached step needs) -------------------
     def text_groups(self, batch: dict) -> list[TextGroup]:
