@@ -15,6 +15,7 @@ from declutr.commands import main
 from declutr.core.errors import DeclutrError
 from declutr.evaluation import evaluate, format_table
 from declutr.evaluation.mteb import MTEB_TASKS, mteb_subsets, mteb_task, pooled_scores
+from declutr.testing import normalizing_sentence_transformers_copy
 
 STS12_SUBSETS = ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews")
 
@@ -149,22 +150,7 @@ def test_mteb_protocol_from_the_command_line(tiny_bert, senteval_dir, tmp_path):
 @pytest.fixture(scope="module")
 def normalizing_model(tiny_bert, tmp_path_factory):
     """tiny_bert as a sentence-transformers folder whose modules.json lists mean Pooling + Normalize."""
-    folder = shutil.copytree(tiny_bert, tmp_path_factory.mktemp("st") / "model")
-    (folder / "modules.json").write_text(
-        json.dumps(
-            [
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-            ]
-        ),
-        encoding="utf-8",
-    )
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}), encoding="utf-8"
-    )
-    return folder
+    return normalizing_sentence_transformers_copy(tiny_bert, tmp_path_factory.mktemp("st") / "model")
 
 
 def test_normalize_switch_changes_the_vectors_and_is_recorded(normalizing_model, tiny_bert):

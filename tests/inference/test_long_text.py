@@ -19,7 +19,7 @@ from declutr import Encoder
 from declutr.commands import main
 from declutr.core.errors import DeclutrError
 from declutr.inference.bulk import embed_file
-from declutr.testing import make_documents, make_tiny_model
+from declutr.testing import make_documents, make_tiny_model, normalizing_sentence_transformers_copy
 
 LIMIT = 32  # the short models read 32 tokens at most, special tokens included
 LONG = make_documents(1, 200, seed=3)[0]  # several hundred tokens: cut to about 3x the limit below
@@ -168,21 +168,7 @@ def test_cnn_pooling_averages_local_features_over_windows(short_bert):
 
 
 def test_normalize_module_applies_after_combining(short_bert, tmp_path):
-    folder = shutil.copytree(short_bert, tmp_path / "st-model")
-    (folder / "modules.json").write_text(
-        json.dumps(
-            [
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
-            ]
-        ),
-        encoding="utf-8",
-    )
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}), encoding="utf-8"
-    )
+    folder = normalizing_sentence_transformers_copy(short_bert, tmp_path / "st-model")
     text = text_of_tokens(short_bert, 3 * LIMIT)
     expected, vectors, weights = chunked_mean_by_hand(short_bert, text)
     got = Encoder(str(folder), device="cpu", long_text="chunk")(text)
