@@ -352,33 +352,59 @@ def run_mfu_benchmark(args) -> dict:
         result = {"benchmark": "mfu", "skipped": "no CUDA"}
         print(json.dumps(result), flush=True)
         return result
-    from transformers import RobertaConfig, RobertaForMaskedLM
+    from transformers import RobertaConfig
+
+    config = RobertaConfig(max_position_embeddings=514)  # roberta-base: 12 layers, 768 hidden, 3072 inner, 50265 vocab
+    result = {"benchmark": "mfu", **step_figures(config, args.device or "cuda", args.mfu_documents, args)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def step_figures(config, device, documents: int, args, compile: bool | None = None) -> dict:
+    """Real tokens/s, achieved TFLOP/s, MFU (CUDA with a known peak) and peak memory of the
+    DeCLUTR step of a random masked-LM built from ``config`` on synthetic batches of ``documents``
+    documents at the paper's spans (bf16 autocast, sub-batched, clipping, AdamW). ``args`` gives
+    ``batches``, ``rounds``, ``peak_tflops`` and ``compile`` (unless ``compile`` is given)."""
+    import torch
+    from transformers import AutoModelForMaskedLM
 
     from declutr.training.optimizers import AdamW
 
-    device = torch.device(args.device or "cuda")
-    name = torch.cuda.get_device_name(device)
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else next((v for k, v in PEAK_BF16.items() if k in name), None)
-    config = RobertaConfig(max_position_embeddings=514)  # roberta-base: 12 layers, 768 hidden, 3072 inner, 50265 vocab
+    device = torch.device(device)
+    compile = args.compile if compile is None else compile
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else None
+    if cuda and peak is None:
+        peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    max_len = min(512, config.max_position_embeddings - 2)
     with tempfile.TemporaryDirectory() as directory:
-        RobertaForMaskedLM(config).save_pretrained(directory)
-        model = build_model(directory, device, compile=args.compile)
+        torch.manual_seed(0)
+        AutoModelForMaskedLM.from_config(config).save_pretrained(directory)
+        model = build_model(directory, device, compile=compile)
     model.train()
     optimizer = AdamW(list(model.named_parameters()), lr=0.0, correct_bias=False)
     rng = np.random.default_rng(0)
-    batches = [move(synthetic_batch(rng, args.mfu_documents, config.vocab_size), device) for _ in range(args.batches)]
+    batches = [
+        move(synthetic_batch(rng, documents, config.vocab_size, max_len=max_len, max_content=max_len - 2), device)
+        for _ in range(args.batches)
+    ]
 
     def step(batch):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = model(batch)["loss"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         model.zero_grad(set_to_none=True)
 
-    for batch in batches:
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    for batch in batches:  # warm-up (and compilation)
         step(batch)
     synchronize(device)
+    warmup = time.perf_counter() - started
     started = time.perf_counter()
     for _ in range(args.rounds):
         for batch in batches:
@@ -386,19 +412,19 @@ def run_mfu_benchmark(args) -> dict:
     synchronize(device)
     seconds = time.perf_counter() - started
     flops = sum(batch_flops(config, b) for b in batches) * args.rounds
-    result = {
-        "benchmark": "mfu",
+    return {
         "device": name,
-        "documents_per_step": args.mfu_documents,
+        "documents_per_step": documents,
         "steps": args.rounds * len(batches),
+        "warmup_seconds": warmup,
+        "step_seconds": seconds / (args.rounds * len(batches)),
         "real_tokens_per_second": sum(real_tokens(b) for b in batches) * args.rounds / seconds,
         "achieved_tflops": flops / seconds / 1e12,
         "peak_tflops": peak / 1e12 if peak else None,
         "mfu": flops / seconds / peak if peak else None,
-        "compile": args.compile,
+        "max_memory_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
+        "compile": compile,
     }
-    print(json.dumps(result), flush=True)
-    return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

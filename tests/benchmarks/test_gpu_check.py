@@ -1,0 +1,90 @@
+"""bin/gpu-check's CPU half (``--device cpu --quick``): every check runs and passes, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gpu_check(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bin" / "gpu-check"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture
+def data(shared_data) -> Path:
+    if not (shared_data / "senteval" / "STS" / "STSBenchmark" / "sts-test.csv").is_file():
+        pytest.skip("STS-B is not in ../shared/data/senteval")
+    return shared_data
+
+
+def test_the_cpu_half_runs_every_check_and_passes(data, tmp_path):
+    result = gpu_check("--device", "cpu", "--quick", "--data", str(data), "--output", str(tmp_path / "out.json"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report == json.loads((tmp_path / "out.json").read_text())
+    assert report["ok"] and report["failed"] == [] and report["device"] == "cpu"
+    checks = report["checks"]
+    assert set(checks) == {"precision", "recover", "export", "evaluate", "mfu", "nccl"}
+
+    precision = checks["precision"]["runs"]
+    for dtype in ("float32", "bfloat16", "float16"):
+        losses = precision[dtype]["losses"]
+        assert len(losses) == 12 and sum(losses[-3:]) / 3 < losses[0]
+        assert set(precision[dtype]["first_step"]) == {"loss", "contrastive_loss", "mlm_loss"}
+    # bf16 autocast really runs on the CPU (not the fp32 fallback), and within the stated tolerance
+    assert 0 < precision["bfloat16"]["first_step_relative_difference"] <= 0.05
+    assert precision["float16"]["first_step_relative_difference"] == 0.0  # CPU: fp32 with a warning
+
+    for dtype, bound in (("float32", 1e-6), ("bfloat16", 1e-5)):
+        run = checks["recover"]["runs"][dtype]
+        assert run["max_weight_difference"] <= bound and run["max_loss_difference_after_resume"] <= bound
+
+    export = checks["export"]
+    assert export["float32_max_difference"] <= 1e-5 and 0 < export["bfloat16_max_difference"] <= 1e-3
+    assert export["truncated_texts"] >= 1  # the long text was cut to the model's length
+
+    evaluate = checks["evaluate"]
+    assert evaluate["difference"] == 0 and -100 < evaluate["scores"]["cpu"]["spearman"] < 100
+
+    (mfu,) = checks["mfu"]["runs"]
+    assert mfu["real_tokens_per_second"] > 0 and mfu["achieved_tflops"] > 0 and mfu["mfu"] is None
+    assert checks["nccl"] == {"skipped": "needs 2+ CUDA devices, this machine has 0"}
+
+
+def test_a_check_that_cannot_finish_fails_the_run_and_is_reported(data, tmp_path):
+    result = gpu_check("--device", "cpu", "--quick", "--data", str(data), "--checks", "precision", "--budget", "0.1")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert not report["ok"] and report["failed"] == ["precision"] and set(report["checks"]) == {"precision"}
+    runs = report["checks"]["precision"]["runs"]
+    assert {run["status"] for run in runs.values()} == {"timed out"}
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    unknown = gpu_check("--checks", "precision,speed")
+    assert unknown.returncode == 2 and "unknown speed" in unknown.stderr and "Traceback" not in unknown.stderr
+    missing = gpu_check("--device", "cpu", "--data", str(tmp_path))
+    assert missing.returncode == 1 and "no gutenberg_docs/valid.jsonl" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_cuda_asked_for_on_a_machine_without_it_is_one_line(data):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = gpu_check("--device", "cuda", "--data", str(data))
+    assert result.returncode == 1 and "sees no CUDA device" in result.stderr and "Traceback" not in result.stderr
