@@ -173,3 +173,17 @@ def config_options(function):
         help="Set a JSONnet std.extVar (repeatable; the environment is also visible).",
     )(function)
     return include_package_option(function)
+
+
+def precision_option(function):
+    """``--precision``: the Encoder's forward-pass arithmetic (``Encoder(precision=...)``)."""
+    from declutr.inference.encoder import PRECISIONS
+
+    return click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default="auto",
+        show_default=True,
+        help="auto = bf16 autocast on CUDA (fp16 without bf16), float32 elsewhere; float32 = never autocast "
+        "(CUDA then matches the CPU); bfloat16 = autocast on CUDA and CPU; float16 = autocast on CUDA.",
+    )(function)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from declutr.commands import precision_option
+
 
 @click.command("embed")
 @click.argument("model")
@@ -38,7 +40,10 @@ import click
     help="With --long-text chunk: the tokens each window shares with the one before it.",
 )
 @click.option("--device", default=None, help="cuda, cpu, ... (default: CUDA when available).")
-def command(model, input_file, output, batch_size, normalize, input_format, field, pooler, long_text, stride, device):
+@precision_option
+def command(
+    model, input_file, output, batch_size, normalize, input_format, field, pooler, long_text, stride, device, precision
+):
     """Embed every text of INPUT with MODEL into OUT.npy, in order, streaming (constant memory)."""
     from pathlib import Path
 
@@ -52,7 +57,15 @@ def command(model, input_file, output, batch_size, normalize, input_format, fiel
         raise DeclutrError(f"output {output} must end with .npy")
     if stride and long_text != "chunk":
         raise DeclutrError(f"--stride {stride} applies to --long-text chunk only")
-    encoder = Encoder(model, device=device, batch_size=batch_size, pooler=pooler, long_text=long_text, stride=stride)
+    encoder = Encoder(
+        model,
+        device=device,
+        batch_size=batch_size,
+        pooler=pooler,
+        long_text=long_text,
+        stride=stride,
+        precision=precision,
+    )
     count, dimension = embed_file(
         encoder, input_file, output, normalize=normalize, input_format=input_format, field=field, warn_long_texts=False
     )

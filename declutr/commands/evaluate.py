@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from declutr.commands import precision_option
+
 
 @click.command("evaluate")
 @click.argument("model")
@@ -57,6 +59,7 @@ import click
     help="L2-normalise the embeddings, or use the raw pooled vectors (default: the model's own, i.e. "
     "normalised when its sentence-transformers modules.json lists Normalize).",
 )
+@precision_option
 def command(
     model,
     tasks,
@@ -72,6 +75,7 @@ def command(
     probing_dir,
     protocol,
     normalize,
+    precision,
 ):
     """Score MODEL (a run directory, an exported model or a Hugging Face checkpoint) on SentEval tasks."""
     import json
@@ -93,7 +97,9 @@ def command(
     )
     from declutr.inference.encoder import Encoder
 
-    encoder = Encoder(model, device=device, batch_size=batch_size, pooler=pooler, normalize=normalize)
+    encoder = Encoder(
+        model, device=device, batch_size=batch_size, pooler=pooler, normalize=normalize, precision=precision
+    )
     started = time.perf_counter()
 
     def progress(name, result, seconds):

@@ -280,7 +280,8 @@ def protocol_header(protocol: dict) -> str:
     projection = " + projection head" if protocol.get("projection") else ""
     normalized = "yes" if protocol.get("normalized") else "no, raw vectors"
     reason = {"on": "--normalize", "off": "--no-normalize"}.get(protocol.get("normalize"), protocol.get("normalize"))
-    return f"{text}; pooling: {name}{projection}; normalised: {normalized} ({reason})"
+    precision = f"; precision: {protocol['precision']}" if protocol.get("precision") else ""
+    return f"{text}; pooling: {name}{projection}; normalised: {normalized} ({reason}){precision}"
 
 
 def headline(result: dict) -> str:

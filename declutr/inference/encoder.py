@@ -34,6 +34,8 @@ PROGRESS_THRESHOLD = 2048
 
 #: what ``Encoder(long_text=...)`` does with a text longer than the model's limit
 LONG_TEXT_MODES = ("truncate", "chunk")
+#: ``Encoder(precision=...)``: ``auto`` autocasts to bf16 (fp16 without bf16) on CUDA, float32 elsewhere
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 def resolve_model_path(model: str | os.PathLike) -> tuple[str, bool]:
@@ -134,6 +136,11 @@ class Encoder:
     stride : with ``chunk``, the tokens each window shares with the one before it (0: windows
         side by side). A shared token is pooled once, from the window in which it has more
         context (the first half of the overlap from the earlier window, the rest from the later).
+    precision : the forward pass's arithmetic. ``"auto"`` (default) autocasts to bfloat16 on CUDA
+        (float16 where bf16 is unsupported) and runs float32 elsewhere; ``"float32"`` never
+        autocasts (CUDA results then match the CPU's to about 1e-6); ``"bfloat16"`` autocasts on
+        CUDA and on CPU; ``"float16"`` autocasts on CUDA only. The vectors returned are float32
+        whatever the precision.
     """
 
     def __init__(
@@ -147,6 +154,7 @@ class Encoder:
         max_length: int | None = None,
         long_text: str = "truncate",
         stride: int = 0,
+        precision: str = "auto",
     ):
         import torch
 
@@ -154,10 +162,15 @@ class Encoder:
             raise DeclutrError(f"batch_size must be positive, got {batch_size}")
         if long_text not in LONG_TEXT_MODES:
             raise DeclutrError(f'long_text must be "truncate" or "chunk", got {long_text!r}')
+        if precision not in PRECISIONS:
+            raise DeclutrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if stride and long_text != "chunk":
             raise DeclutrError(f'stride {stride} applies to long_text="chunk" only (long_text is {long_text!r})')
         self.batch_size, self.sphereize = batch_size, sphereize
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if precision == "float16" and self.device.type != "cuda":
+            raise DeclutrError(f"precision float16 needs a CUDA device, the Encoder runs on {self.device}")
+        self.precision = precision
         self.source, local = resolve_model_path(model_name_or_path_or_run_dir)
         self.model, self.tokenizer, self.head = self._load(self.source, local, pooler)
         #: whether the model itself normalises (a sentence-transformers ``Normalize`` module)
@@ -450,10 +463,19 @@ class Encoder:
 
         import torch
 
-        if self.device.type != "cuda":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
+        dtype = self.autocast_dtype
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    @property
+    def autocast_dtype(self) -> Any:
+        """The autocast dtype of the forward pass (None: float32 throughout)."""
+        import torch
+
+        if self.precision == "float32" or (self.precision == "auto" and self.device.type != "cuda"):
+            return None
+        if self.precision == "auto":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return getattr(torch, self.precision)
 
     def describe(self) -> dict[str, Any]:
         """How the embeddings are made: the pooling (registered name and arguments), a projection
@@ -472,6 +494,7 @@ class Encoder:
             "normalized": self.normalize or self.sphereize,
             "normalize": "sphereize" if self.sphereize else self.normalize_choice,
             "model_normalizes": self.model_normalizes,
+            "precision": str(self.autocast_dtype or "float32").removeprefix("torch."),
         }
 
     def __repr__(self) -> str:

@@ -51,6 +51,7 @@ def test_the_cpu_half_runs_every_check_and_passes(data, tmp_path):
     for dtype, bound in (("float32", 1e-6), ("bfloat16", 1e-5)):
         run = checks["recover"]["runs"][dtype]
         assert run["max_weight_difference"] <= bound and run["max_loss_difference_after_resume"] <= bound
+        assert run["resumed_from_step"] == 4  # killed after step 5: the epoch-end checkpoint of step 4
 
     export = checks["export"]
     assert export["float32_max_difference"] <= 1e-5 and 0 < export["bfloat16_max_difference"] <= 1e-3
@@ -59,6 +60,7 @@ def test_the_cpu_half_runs_every_check_and_passes(data, tmp_path):
     evaluate = checks["evaluate"]
     assert evaluate["difference"] == 0 and -100 < evaluate["scores"]["cpu"]["spearman"] < 100
 
+    assert checks["mfu"]["problems"] == checks["mfu"]["notes"] == []
     (mfu,) = checks["mfu"]["runs"]
     assert mfu["real_tokens_per_second"] > 0 and mfu["achieved_tflops"] > 0 and mfu["mfu"] is None
     assert checks["nccl"] == {"skipped": "needs 2+ CUDA devices, this machine has 0"}

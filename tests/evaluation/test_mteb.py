@@ -170,6 +170,7 @@ def test_normalize_switch_changes_the_vectors_and_is_recorded(normalizing_model,
         "normalized": True,
         "normalize": "model's own",
         "model_normalizes": True,
+        "precision": "float32",
     }
     assert raw.describe()["normalized"] is False and raw.describe()["normalize"] == "off"
     assert forced.describe()["normalize"] == "on" and forced.describe()["model_normalizes"] is False

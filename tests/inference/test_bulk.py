@@ -65,3 +65,19 @@ def test_embed_command(tiny_bert, tmp_path):
         main, ["embed", str(tiny_bert), str(tmp_path / "missing.txt"), "-o", str(tmp_path / "x.npy")]
     )
     assert result.exit_code == 1 and "does not exist" in result.output
+    half = [
+        "embed",
+        str(tiny_bert),
+        str(source),
+        "-o",
+        str(tmp_path / "b.npy"),
+        "--normalize",
+        "--precision",
+        "bfloat16",
+    ]
+    result = CliRunner().invoke(main, half)
+    assert result.exit_code == 0, result.output
+    bf16 = np.load(tmp_path / "b.npy")  # bf16 autocast on the CPU: close to float32, not equal
+    assert bf16.shape == saved.shape and not np.array_equal(bf16, saved) and np.abs(bf16 - saved).max() < 2e-2
+    result = CliRunner().invoke(main, [*half[:-1], "float16", "--device", "cpu"])
+    assert result.exit_code == 1 and "float16 needs a CUDA device" in result.output

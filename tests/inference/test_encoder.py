@@ -131,3 +131,19 @@ def test_bad_model_paths(tmp_path):
     (tmp_path / "file.txt").write_text("x", encoding="utf-8")
     with pytest.raises(DeclutrError, match="is a file"):
         Encoder(str(tmp_path / "file.txt"))
+
+
+def test_precision_float32_bfloat16_and_refusals(tiny_bert, tmp_path):
+    exact = Encoder(str(tiny_bert), device="cpu", precision="float32")
+    np.testing.assert_array_equal(exact(TEXTS), Encoder(str(tiny_bert), device="cpu")(TEXTS))  # auto = fp32 on CPU
+    half = Encoder(str(tiny_bert), device="cpu", precision="bfloat16")  # bf16 autocast on the CPU
+    vectors = half(TEXTS)
+    assert vectors.dtype == np.float32 and half.describe()["precision"] == "bfloat16"
+    assert exact.describe()["precision"] == "float32"
+    unit = [v / np.linalg.norm(v, axis=1, keepdims=True) for v in (vectors, exact(TEXTS))]
+    difference = np.abs(unit[0] - unit[1]).max()
+    assert 0 < difference < 2e-2  # really bf16 arithmetic, and close to float32
+    with pytest.raises(DeclutrError, match="float16 needs a CUDA device"):
+        Encoder(str(tiny_bert), device="cpu", precision="float16")
+    with pytest.raises(DeclutrError, match="precision must be one of"):
+        Encoder(str(tiny_bert), device="cpu", precision="fp8")
