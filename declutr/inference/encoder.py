@@ -474,7 +474,7 @@ class Encoder:
         if self.precision == "float32" or (self.precision == "auto" and self.device.type != "cuda"):
             return None
         if self.precision == "auto":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
         return getattr(torch, self.precision)
 
     def describe(self) -> dict[str, Any]:
@@ -498,7 +498,7 @@ class Encoder:
         }
 
     def __repr__(self) -> str:
-        return f"Encoder({self.source!r}, device={str(self.device)!r}, dimension={self.dimension})"
+        return f"Encoder({self.source!r}, device={str(self.device)!r}, precision={self.precision!r}, dimension={self.dimension})"
 
 
 def _is_file(text: str) -> bool:
