@@ -32,3 +32,6 @@ class FixedBatchDataLoader(DocumentDataLoader):
 
     def make_batch(self, records: np.ndarray, epoch: int) -> dict:
         return super().make_batch(records, 0)
+
+    def stats(self) -> dict[str, int]:
+        return {**super().stats(), "batches": len(self)}
