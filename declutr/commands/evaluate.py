@@ -82,13 +82,11 @@ def command(
     import time
     from pathlib import Path
 
-    from declutr.evaluation.mteb import mteb_task_names
-    from declutr.evaluation.run import build_tasks, evaluate, format_table, parse_tasks
+    from declutr.evaluation.run import evaluate, format_table, select_tasks
 
-    # check the task names and data files before loading the model
-    names = mteb_task_names(tasks) if protocol == "mteb" else parse_tasks(tasks)
-    build_tasks(
-        names,
+    # the task names and data files are checked before the model loads
+    selected = select_tasks(
+        tasks,
         data_dir,
         untokenized=untokenized,
         pair_features=pair_features,
@@ -105,18 +103,7 @@ def command(
     def progress(name, result, seconds):
         click.echo(f"{name}: done in {seconds:.1f}s", err=True)
 
-    results = evaluate(
-        encoder,
-        tasks,
-        data_dir,
-        seed=seed,
-        prototyping=prototyping,
-        untokenized=untokenized,
-        pair_features=pair_features,
-        on_task=progress,
-        protocol=protocol,
-        probing_dir=probing_dir,
-    )
+    results = evaluate(encoder, selected, seed=seed, prototyping=prototyping, on_task=progress, protocol=protocol)
     results["model"] = str(model)
     results["seconds"] = round(time.perf_counter() - started, 1)
     click.echo(format_table(results))

@@ -7,17 +7,16 @@ as a :class:`declutr.Encoder`) on SentEval's tasks with SentEval's protocol; see
 
 from declutr.evaluation.classifiers import ClassifierSettings
 from declutr.evaluation.run import (
-    DOWNSTREAM_TASKS,
     GROUPS,
-    PROBING_TASKS,
     aggregate,
     aggregate_dev,
     evaluate,
     format_table,
     groups,
-    parse_tasks,
+    select_tasks,
 )
-from declutr.evaluation.tasks import SentEvalTask
+from declutr.evaluation.tasks.base import SentEvalTask
+from declutr.evaluation.tasks.names import DOWNSTREAM_TASKS, PROBING_TASKS, parse_tasks
 
 __all__ = [
     "DOWNSTREAM_TASKS",
@@ -31,4 +30,5 @@ __all__ = [
     "format_table",
     "groups",
     "parse_tasks",
+    "select_tasks",
 ]

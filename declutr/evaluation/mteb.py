@@ -20,15 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from declutr.core.errors import DeclutrError
-from declutr.evaluation.tasks import (
-    SentEvalTask,
-    SICKRelatedness,
-    STSBenchmark,
-    STSTask,
-    correlations,
-    cosine_rows,
-    embed_all,
-)
+from declutr.evaluation.tasks.base import SentEvalTask, correlations, cosine_rows, embed_all, parse_score
+from declutr.evaluation.tasks.names import parse_tasks, split_spec
+from declutr.evaluation.tasks.sts import SICKRelatedness, STSBenchmark, STSTask
 
 #: the tasks MTEB scores with its STS protocol, under SentEval's names
 MTEB_TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark", "SICKRelatedness")
@@ -64,16 +58,9 @@ def _sts_subsets(task: STSTask) -> dict[str, Pairs]:
             a, b = _split(line, 2, f"{where}:{number}")[:2]
             first.append(a)
             second.append(b)
-            scores.append(_score(score, f"{task.directory() / f'STS.gs.{dataset}.txt'}:{number}"))
+            scores.append(parse_score(score, f"{task.directory() / f'STS.gs.{dataset}.txt'}:{number}"))
         subsets[dataset] = (first, second, scores)
     return subsets
-
-
-def _score(text: str, where: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise DeclutrError(f"{where}: score {text.strip()!r} is not a number") from None
 
 
 def _rows(task: SentEvalTask, filename: str, header: bool, columns: tuple[int, int, int], count: int) -> Pairs:
@@ -86,7 +73,7 @@ def _rows(task: SentEvalTask, filename: str, header: bool, columns: tuple[int, i
         fields = _split(line, count, f"{where}:{number}")
         first.append(fields[columns[0]])
         second.append(fields[columns[1]])
-        scores.append(_score(fields[columns[2]], f"{where}:{number}"))
+        scores.append(parse_score(fields[columns[2]], f"{where}:{number}"))
     return first, second, scores
 
 
@@ -146,11 +133,8 @@ def run_mteb_task(task: SentEvalTask, embed) -> dict:
 
 def mteb_task_names(spec: str | list[str]) -> list[str]:
     """Task names for ``--protocol mteb``: ``all`` (or ``downstream``, ``sts``) = the seven MTEB STS tasks."""
-    from declutr.evaluation.run import parse_tasks
-
-    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
     result = []
-    for name in names:
+    for name in split_spec(spec):
         expanded = list(MTEB_TASKS) if name.lower() in ("all", "downstream", "sts") else parse_tasks([name])
         for task in expanded:
             if task not in MTEB_TASKS:

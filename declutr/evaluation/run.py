@@ -4,75 +4,32 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from declutr.core.errors import DeclutrError, closest
+from declutr.core.errors import DeclutrError
 from declutr.evaluation.classifiers import ClassifierSettings
-from declutr.evaluation.tasks import PAIR_FEATURES, PROBING_FILES, Embed, SentEvalTask
+from declutr.evaluation.mteb import (
+    MTEB_PROTOCOL,
+    aggregate_mteb,
+    mteb_missing_files,
+    mteb_task,
+    mteb_task_names,
+    run_mteb_task,
+)
+from declutr.evaluation.tasks.base import PAIR_FEATURES, Embed, SentEvalTask
+from declutr.evaluation.tasks.names import DOWNSTREAM_TASKS, PROBING_TASKS, parse_tasks
 
 logger = logging.getLogger(__name__)
 
-#: SentEval's downstream tasks in the paper's order (DeCLUTR's "downstream" group: 18 tasks)
-DOWNSTREAM_TASKS = (
-    "STS12",
-    "STS13",
-    "STS14",
-    "STS15",
-    "STS16",
-    "STSBenchmark",
-    "SICKRelatedness",
-    "MR",
-    "CR",
-    "SUBJ",
-    "MPQA",
-    "SST2",
-    "SST5",
-    "TREC",
-    "MRPC",
-    "SICKEntailment",
-    "SNLI",
-    "ImageCaptionRetrieval",
-)
-#: SentEval's 10 probing tasks (data/probing)
-PROBING_TASKS = tuple(PROBING_FILES)
 #: the averages DeCLUTR's run_senteval.py reports; "downstream (-SNLI)" is the paper's headline column
 GROUPS = {
     "downstream": DOWNSTREAM_TASKS,
     "downstream (-SNLI)": tuple(task for task in DOWNSTREAM_TASKS if task != "SNLI"),
     "probing": PROBING_TASKS,
 }
-#: the group names ``--tasks`` takes
-TASK_GROUPS = {"downstream": DOWNSTREAM_TASKS, "probing": PROBING_TASKS, "all": DOWNSTREAM_TASKS + PROBING_TASKS}
 #: how ``evaluate`` scores: SentEval's protocol (the default) or MTEB's STS protocol (STS tasks only)
 PROTOCOLS = ("senteval", "mteb")
-
-
-def parse_tasks(spec: str | list[str]) -> list[str]:
-    """``"STS12,MR"`` (or a list) -> task names; the groups ``downstream`` (18 tasks), ``probing``
-    (10) and ``all`` (both) expand to their tasks."""
-    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
-    if not names:
-        raise DeclutrError("no tasks given; e.g. --tasks STS12,STSBenchmark,MR or --tasks downstream")
-    available = SentEvalTask.list_available()
-    result = []
-    for name in names:
-        if name.lower() in TASK_GROUPS:
-            result.extend(TASK_GROUPS[name.lower()])
-            continue
-        if name not in available:
-            by_case = {a.lower(): a for a in available}
-            if name.lower() in by_case:
-                name = by_case[name.lower()]
-            else:
-                suggestion = closest(name, [*available, *TASK_GROUPS])
-                hint = f'; did you mean "{suggestion}"?' if suggestion else ""
-                raise DeclutrError(
-                    f'unknown task "{name}"{hint} available: {", ".join(available)} '
-                    f"or a group: {', '.join(TASK_GROUPS)}"
-                )
-        result.append(name)
-    return list(dict.fromkeys(result))
 
 
 def build_tasks(
@@ -93,8 +50,6 @@ def build_tasks(
     if protocol not in PROTOCOLS:
         raise DeclutrError(f'unknown protocol "{protocol}"; choose one of: {", ".join(PROTOCOLS)}')
     if protocol == "mteb":
-        from declutr.evaluation.mteb import mteb_missing_files, mteb_task
-
         if untokenized:
             raise DeclutrError(
                 "--untokenized does not apply to --protocol mteb (MTEB reads STS12-16's processed files "
@@ -183,10 +138,32 @@ def groups(results: dict[str, dict]) -> dict[str, dict]:
     return summary
 
 
+def select_tasks(
+    spec: str | Sequence[str],
+    data_dir: str | Path,
+    untokenized: bool = False,
+    pair_features: str = "senteval",
+    protocol: str = "senteval",
+    probing_dir: str | Path | None = None,
+) -> list[SentEvalTask]:
+    """The tasks ``spec`` names (``"STS12,MR"``, a group such as ``downstream``, or a list), built
+    for ``protocol`` and checked for their data files (:func:`build_tasks`): what :func:`evaluate`
+    runs, and what a caller can check before loading a model."""
+    names = mteb_task_names(spec) if protocol == "mteb" else parse_tasks(spec)
+    return build_tasks(
+        names,
+        data_dir,
+        untokenized=untokenized,
+        pair_features=pair_features,
+        protocol=protocol,
+        probing_dir=probing_dir,
+    )
+
+
 def evaluate(
     embed: Embed,
-    tasks: str | list[str],
-    data_dir: str | Path,
+    tasks: str | Sequence[str] | Sequence[SentEvalTask],
+    data_dir: str | Path | None = None,
     seed: int = 1111,
     prototyping: bool = False,
     settings: ClassifierSettings | None = None,
@@ -198,6 +175,11 @@ def evaluate(
 ) -> dict:
     """Score ``embed`` on SentEval ``tasks`` read from ``data_dir``.
 
+    ``tasks`` are names (``"STS12,MR"``, a group, or a list; built from ``data_dir``,
+    ``untokenized``, ``pair_features`` and ``probing_dir`` by :func:`select_tasks`) or tasks
+    :func:`select_tasks` already built for the same ``protocol`` (their own files and settings
+    are used, and those four arguments are not needed).
+
     Returns ``{"tasks": {TASK: SentEval-named fields}, "aggregate": {...}, "aggregate_dev": {...},
     "groups": {...}, "protocol": {...}}``;
     deterministic given ``seed`` (and the embeddings). ``settings`` overrides the classifier
@@ -205,20 +187,12 @@ def evaluate(
     ``protocol="mteb"`` scores STS12-16, STS-B and SICK-R as MTEB does (``declutr.evaluation.mteb``).
     ``protocol`` in the result also records how ``embed`` pools and normalises when it can say
     (an :class:`~declutr.Encoder` can; ``None`` for a plain function)."""
-    if protocol == "mteb":
-        from declutr.evaluation.mteb import MTEB_PROTOCOL, aggregate_mteb, mteb_task_names, run_mteb_task
-
-        names = mteb_task_names(tasks)
+    if tasks and not isinstance(tasks, str) and all(isinstance(task, SentEvalTask) for task in tasks):
+        built = list(tasks)
+    elif data_dir is None:
+        raise DeclutrError("evaluate needs data_dir (SentEval's data/downstream folder) to build tasks given by name")
     else:
-        names = parse_tasks(tasks)
-    built = build_tasks(
-        names,
-        data_dir,
-        untokenized=untokenized,
-        pair_features=pair_features,
-        protocol=protocol,
-        probing_dir=probing_dir,
-    )
+        built = select_tasks(tasks, data_dir, untokenized, pair_features, protocol, probing_dir)
     settings = settings or (ClassifierSettings.prototyping() if prototyping else ClassifierSettings.paper())
     results: dict[str, dict] = {}
     for task in built:
@@ -244,8 +218,10 @@ def evaluate(
             "senteval": "prototyping" if prototyping else "paper",
             **settings.describe(),
             "seed": seed,
-            "sts_text": "untokenised original/ files" if untokenized else "SentEval tokenised files",
-            "pair_features": PAIR_FEATURES[pair_features],
+            "sts_text": "untokenised original/ files"
+            if _shared_setting(built, "untokenized")
+            else "SentEval tokenised files",
+            "pair_features": PAIR_FEATURES[_shared_setting(built, "pair_features")],
             "relatedness_features": "[|u-v|, u*v]",
             "aggregate": "STS12-16 all.spearman.mean*100; STS-B/SICK-R test spearman*100 (regressor; dev: "
             "devpearson*100); classification test acc (dev: devacc); MRPC (acc+f1)/2; "
@@ -254,6 +230,15 @@ def evaluate(
             **embedding_protocol(embed),
         },
     }
+
+
+def _shared_setting(tasks: list[SentEvalTask], setting: str):
+    """The value of ``setting`` (``untokenized``, ``pair_features``) that all ``tasks`` share: one
+    result records one protocol."""
+    values = {getattr(task, setting) for task in tasks}
+    if len(values) != 1:
+        raise DeclutrError(f"the tasks differ in {setting} ({sorted(map(str, values))}); evaluate them separately")
+    return values.pop()
 
 
 def embedding_protocol(embed: Embed) -> dict:
