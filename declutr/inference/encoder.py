@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from declutr.core.errors import DeclutrError
+from declutr.inference.long_text import WindowCombiner, check_chunking, count_long, pooling_masks, windows
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class Encoder:
         self.max_length = max_length or self._model_max_length()
         self.long_text, self.stride, self.long_texts = long_text, stride, 0
         if long_text == "chunk":
-            self._check_chunking()
+            check_chunking(self.head, self.tokenizer, self.max_length, self.stride, self.source)
         self.dimension = self._output_dimension()
 
     # ------------------------------------------------------------------ loading
@@ -299,150 +300,40 @@ class Encoder:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(positions, float32 vectors)`` per length-sorted batch (L2-normalised when ``normalize``; never
         sphereized); texts longer than ``max_length`` are truncated (``long_texts`` counts them), whatever ``long_text``."""
+        ids, special, owners = windows(self.tokenizer, texts, self.max_length)
+        first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        self.long_texts = count_long(owners)
+        ids, special = [ids[i] for i in first], [special[i] for i in first]
+        for index, hidden, attention, special_mask in self._forward(ids, [special], batch_size):
+            vectors = self.head(hidden, attention, special_mask)
+            yield index, vectors.float().cpu().numpy()
+
+    def _forward(self, ids: list[list[int]], masks: list[list[list[int]]], batch_size: int | None) -> Iterator[tuple]:
+        """``(positions, float32 last hidden states, attention_mask, *masks)`` per length-sorted batch
+        of the sequences ``ids``, under ``torch.inference_mode`` and the precision's autocast."""
         import torch
 
-        ids, special, owners = self._windows(texts, stride=0)
-        first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-        self.long_texts = int(np.count_nonzero(np.bincount(owners) > 1))
-        ids, special = [ids[i] for i in first], [special[i] for i in first]
         autocast = self._autocast()
         with torch.inference_mode():
-            for index, input_ids, attention, special_mask in _length_sorted_batches(
-                self.tokenizer, ids, [special], batch_size or self.batch_size, self.device
+            for index, input_ids, attention, *padded in _length_sorted_batches(
+                self.tokenizer, ids, masks, batch_size or self.batch_size, self.device
             ):
                 with autocast:
                     hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
-                vectors = self.head(hidden.float(), attention, special_mask)
-                yield index, vectors.float().cpu().numpy()
-
-    # ------------------------------------------------------------------ long texts
-
-    def _windows(self, texts: Sequence[str], stride: int) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
-        """Every text as windows of at most ``max_length`` tokens, special tokens added to each,
-        consecutive windows of a text sharing ``stride`` tokens: ``(input_ids, special_tokens_mask,
-        owners)``, one entry per window, ``owners`` the text each belongs to (ascending)."""
-        encoded = self.tokenizer(
-            list(texts),
-            truncation=True,
-            max_length=self.max_length,
-            stride=stride,
-            return_overflowing_tokens=True,
-            padding=False,
-            return_special_tokens_mask=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        owners = np.asarray(encoded["overflow_to_sample_mapping"], dtype=np.int64)
-        return encoded["input_ids"], encoded["special_tokens_mask"], owners
-
-    def _check_chunking(self) -> None:
-        """``long_text="chunk"`` needs a pooler whose windows combine exactly, and room in a window
-        for more than ``stride`` text tokens."""
-        from declutr.io.export import registered_name
-        from declutr.modules.poolers import CnnPooler, MaxPooler, MeanPooler, Pooler
-
-        pooler = self.head.pooler
-        if type(pooler) not in (MeanPooler, MaxPooler, CnnPooler):
-            try:
-                name = registered_name(pooler, Pooler)
-            except ValueError:
-                name = type(pooler).__name__
-            raise DeclutrError(
-                f'long_text="chunk" needs mean, max or cnn pooling; {self.source} pools with {name}, which reads '
-                'one token that only the first window has (use long_text="truncate", or pooler="mean")'
-            )
-        room = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
-        if not 0 <= self.stride < room:
-            raise DeclutrError(
-                f"stride {self.stride} must be at least 0 and less than the {room} text tokens of a window "
-                f"(max_length {self.max_length} minus {self.max_length - room} special tokens)"
-            )
+                yield index, hidden.float(), attention, *padded
 
     def _embed_chunked(self, texts: Sequence[str], batch_size: int | None, progress: bool) -> np.ndarray:
-        """``long_text="chunk"``: every window pooled over the tokens it contributes, the windows
-        of each text combined (weighted mean or maximum), then projection head and normalisation."""
-        import torch
-
-        from declutr.modules.poolers import MaxPooler
-
-        ids, special, owners = self._windows(texts, self.stride)
-        counts = np.bincount(owners, minlength=len(texts))
-        self.long_texts = int(np.count_nonzero(counts > 1))
-        pooled = self._pooling_masks(special, owners)
-        use_max = type(self.head.pooler) is MaxPooler
-        combined: np.ndarray | None = None
-        totals = np.zeros(len(texts), dtype=np.float64)
+        """``long_text="chunk"`` (``declutr.inference.long_text``): every window pooled over the
+        tokens it contributes, the windows of each text combined, then projection and normalisation."""
+        ids, special, owners = windows(self.tokenizer, texts, self.max_length, self.stride)
+        self.long_texts = count_long(owners)
+        combiner = WindowCombiner(self.head, owners, len(texts))
         bar = _progress_bar(len(ids), progress, unit="window")
-        autocast = self._autocast()
-        with torch.inference_mode():
-            for index, input_ids, attention, special_mask, pool_mask in _length_sorted_batches(
-                self.tokenizer, ids, [special, pooled], batch_size or self.batch_size, self.device
-            ):
-                with autocast:
-                    hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
-                vectors, weights = self._pool_window(hidden.float(), attention, special_mask, pool_mask)
-                if combined is None:
-                    combined = np.full((len(texts), vectors.shape[1]), -np.inf if use_max else 0.0, dtype=np.float64)
-                if use_max:
-                    np.maximum.at(combined, owners[index], vectors)
-                else:
-                    np.add.at(combined, owners[index], vectors * weights[:, None])
-                    np.add.at(totals, owners[index], weights)
-                bar.update(len(index))
+        for index, *batch in self._forward(ids, [special, pooling_masks(special, owners, self.stride)], batch_size):
+            combiner.add(index, *batch)
+            bar.update(len(index))
         bar.close()
-        if not use_max:
-            combined /= np.maximum(totals, 1e-9)[:, None]
-        return self._finish_pooled(combined.astype(np.float32))
-
-    def _pooling_masks(self, special: list[list[int]], owners: np.ndarray) -> list[list[int]]:
-        """Per window, 1 for the tokens it pools: its special tokens and the text tokens it holds,
-        less its share of an overlap (the earlier window keeps the first half, rounded up)."""
-        later, earlier = self.stride - self.stride // 2, self.stride // 2  # dropped at a window's start / end
-        masks = []
-        for window, flags in enumerate(special):
-            mask = [1] * len(flags)
-            text_positions = [i for i, flag in enumerate(flags) if not flag]
-            drop = []
-            if window > 0 and owners[window - 1] == owners[window]:
-                drop += text_positions[:later]
-            if window + 1 < len(owners) and owners[window + 1] == owners[window] and earlier:
-                drop += text_positions[-earlier:]
-            for i in drop:
-                mask[i] = 0
-            masks.append(mask)
-        return masks
-
-    def _pool_window(self, hidden, attention, special_mask, pool_mask) -> tuple[np.ndarray, np.ndarray]:
-        """A window's pooled vector over ``pool_mask`` and its weight: the number of tokens the
-        pooling averaged (mean: its non-padding tokens, less special ones when it excludes them;
-        cnn: its local features over every token, averaged over ``pool_mask``; max: 1)."""
-        from declutr.modules.poolers import CnnPooler, MeanPooler, masked_mean
-
-        pooler = self.head.pooler
-        if type(pooler) is CnnPooler:  # the convolutions see the whole window; the average its share
-            vectors, counted = masked_mean(pooler.local_features(hidden, attention), pool_mask), pool_mask
-        else:
-            vectors = pooler(hidden, pool_mask, special_mask)
-            counted = pool_mask
-            if type(pooler) is MeanPooler and pooler.exclude_special_tokens:
-                counted = pool_mask * (1 - special_mask)
-        weights = counted.sum(dim=1).double().cpu().numpy()
-        return vectors.double().cpu().numpy(), weights
-
-    def _finish_pooled(self, pooled: np.ndarray) -> np.ndarray:
-        """The head's steps after pooling, on combined vectors: the projection head, ``Normalize``."""
-        import torch
-
-        head = self.head
-        if head.feedforward is None and not head.normalize:
-            return pooled
-        with torch.inference_mode():
-            vectors = torch.from_numpy(pooled).to(self.device)
-            if head.feedforward is not None:
-                vectors = head.feedforward(vectors)
-            if head.normalize:
-                vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        return vectors.float().cpu().numpy()
+        return combiner.vectors(self.device)
 
     def warn_truncated(self, long_texts: int, total: int) -> None:
         """Log the one warning per call that says how many texts ``long_text="truncate"`` cut (if any)."""
