@@ -75,7 +75,7 @@ def batch_for(args, model, anchors: int, device) -> dict:
 
 
 def one_step(model, batch) -> dict:
-    output = model.forward_backward(batch, lambda loss: loss.backward())
+    output = model.training_step(batch, lambda loss: loss.backward())
     model.zero_grad(set_to_none=True)
     return output
 

@@ -12,10 +12,11 @@ from declutr.core.construct import AtLeast, Lazy
 from declutr.losses.base import ContrastiveLoss
 from declutr.losses.contrastive import NTXentLoss
 from declutr.losses.mlm import MaskedLanguageModelingLoss
+from declutr.models.contrastive import ContrastiveModel
+from declutr.models.groups import TextGroup
 from declutr.models.model import (
     DEFAULT_MAX_PADDING_FRACTION,
     Model,
-    TextGroup,
     build_encoder,
     build_head,
     mean_per_anchor,
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 @Model.register("declutr")
-class DeclutrModel(Model):
+class DeclutrModel(ContrastiveModel):
     """DeCLUTR: ``contrastive_weight * contrastive + mlm_weight * mlm``.
 
     The masked anchors go through the encoder once, giving both the masked-LM loss and the
@@ -113,9 +114,6 @@ class DeclutrModel(Model):
     def uses_contrastive(self) -> bool:
         return self.contrastive_weight > 0
 
-    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        return self.forward_groups(batch)
-
     def text_groups(self, batch: dict) -> list[TextGroup]:
         """The masked anchors (one pass gives the masked-LM logits and the anchor embeddings), then
         the positives (with the contrastive term)."""
@@ -139,7 +137,7 @@ class DeclutrModel(Model):
             groups.append(TextGroup(positives))
         return groups
 
-    def contrastive_losses(
+    def losses_from_embeddings(
         self, embeddings: list[torch.Tensor | None], mlm_loss: torch.Tensor | None, batch: dict
     ) -> dict[str, torch.Tensor]:
         """``contrastive_weight * contrastive + mlm_weight * mlm``, with ``scale_fix``'s factor

@@ -10,10 +10,11 @@ from transformers import PreTrainedTokenizerBase
 from declutr.core.construct import AtLeast, Lazy
 from declutr.losses.base import ContrastiveLoss
 from declutr.losses.contrastive import InfoNCELoss
+from declutr.models.contrastive import ContrastiveModel
+from declutr.models.groups import TextGroup
 from declutr.models.model import (
     DEFAULT_MAX_PADDING_FRACTION,
     Model,
-    TextGroup,
     build_encoder,
     build_head,
     mean_per_anchor,
@@ -26,7 +27,7 @@ from declutr.modules.poolers import Pooler
 
 
 @Model.register("simcse")
-class SimCSEModel(Model):
+class SimCSEModel(ContrastiveModel):
     """SimCSE, unsupervised or supervised depending on the batch.
 
     Unsupervised (the batch has only ``anchors``): every sentence is encoded twice in one pass
@@ -71,9 +72,6 @@ class SimCSEModel(Model):
         self.loss = loss if loss is not None else InfoNCELoss(temperature=0.05)
         self.scale_fix = scale_fix
 
-    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        return self.forward_groups(batch)
-
     def text_groups(self, batch: dict) -> list[TextGroup]:
         """Unsupervised: the anchors twice, as one group (two dropout views in one pass);
         supervised: anchors, positives and, if any, hard negatives."""
@@ -93,7 +91,7 @@ class SimCSEModel(Model):
             groups.append(TextGroup(batch["negatives"]))
         return groups
 
-    def contrastive_losses(
+    def losses_from_embeddings(
         self, embeddings: list[torch.Tensor | None], mlm_loss: torch.Tensor | None, batch: dict
     ) -> dict[str, torch.Tensor]:
         negatives = None

@@ -1,5 +1,7 @@
-"""The training loop: one page, top to bottom (autocast/scaler, accumulation with DDP sync only
-on the last micro-step, clip, step, schedule, log, validate, checkpoint, export)."""
+"""The training loop: one page, top to bottom (autocast/scaler, the model's training step per
+micro-batch with DDP sync only on the last, clip, step, schedule, log, validate, checkpoint).
+Building the pieces is ``declutr.training.experiment``'s; the export after training is
+``declutr.training.run``'s."""
 
 from __future__ import annotations
 
@@ -115,13 +117,18 @@ class GradientDescentTrainer(Trainer):
         if grad_norm is not None and grad_norm <= 0:
             raise ValueError(f"grad_norm must be positive, got {grad_norm}")
         self.serialization_dir = Path(serialization_dir)
-        self.rank, self.world_size = rank, world_size
+        self.rank = rank
+        self.world_size = world_size
         self.is_primary = rank == 0
         self.device = select_device(cuda_device if device is None else device)  # run time wins: each process's own
-        self.data_loader, self.validation_data_loader = data_loader, validation_data_loader
+        self.data_loader = data_loader
+        self.validation_data_loader = validation_data_loader
         self.accumulation = gradient_accumulation_steps
-        self.grad_norm, self.log_every, self.show_progress = grad_norm, log_every, show_progress
-        self.checkpoint_every, self.validation_every = checkpoint_every, validation_every
+        self.grad_norm = grad_norm
+        self.log_every = log_every
+        self.show_progress = show_progress
+        self.checkpoint_every = checkpoint_every
+        self.validation_every = validation_every
 
         batches = len(data_loader)
         if batches == 0:
@@ -155,8 +162,12 @@ class GradientDescentTrainer(Trainer):
             )
         self.callbacks: list[Callback] = [ProgressBar(), MetricsLog(), NanGuard(), *(callbacks or [])]
         self.checkpointer = Checkpointer(self.serialization_dir / "checkpoints", keep_checkpoints)
+        # the state of the run (``training_state`` saves it, ``restore`` loads it)
         self.step = 0
         self.epoch = 0
+        self.batches_in_epoch = 0
+        self.tokens_seen = 0  # since the last logging step
+        self.validated_at = -1  # the step of the last validation pass
         self.stop_reason: str | None = None
         self.last_log: dict[str, Any] = {}
 
@@ -194,7 +205,8 @@ class GradientDescentTrainer(Trainer):
 
     def restore(self, folder: Path) -> None:
         state = Checkpointer.load(folder, unwrap(self.model))
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -239,26 +251,15 @@ class GradientDescentTrainer(Trainer):
             yield group
 
     def _forward_backward(self, batch: dict, parts: int, sync: bool) -> dict[str, torch.Tensor]:
-        """Forward and backward of one micro-batch (its loss divided by ``parts``, DDP gradient
-        sync only with ``sync``); returns the detached loss terms, still on the device. With the
-        cached contrastive step the model runs its two passes and calls backward per chunk."""
+        """The model's training step on one micro-batch (its loss divided by ``parts``, DDP
+        gradient sync only with ``sync``); returns the detached loss terms, still on the device."""
 
         def backward(loss: torch.Tensor) -> None:
             self.scaler.scale(loss / parts).backward()
 
-        model = unwrap(self.model)
         with nullcontext() if sync else self.model.no_sync(), self._autocast():
-            if self._cached:
-                output = model.forward_backward(move_to(batch, self.device), backward)
-            else:
-                output = self.model(move_to(batch, self.device))
-        if not self._cached:
-            backward(output["loss"])
+            output = unwrap(self.model).training_step(move_to(batch, self.device), backward, forward=self.model)
         return {key: value.detach() for key, value in output.items() if key.endswith("loss")}
-
-    @property
-    def _cached(self) -> bool:
-        return getattr(unwrap(self.model), "contrastive_chunk_size", None) is not None
 
     def _train_step(self, micro_batches: list) -> dict[str, Any]:
         """Forward/backward over the micro-batches (DDP syncs on the last only), clip, step, schedule.
@@ -274,7 +275,7 @@ class GradientDescentTrainer(Trainer):
             for key, value in self._forward_backward(batch, len(micro_batches), sync).items():
                 value = value.float() / len(micro_batches)
                 terms[key] = terms[key] + value if key in terms else value
-        if self._cached:  # DDP's forward did not run: average the gradients as its backward would
+        if unwrap(self.model).syncs_own_gradients:  # DDP's forward did not run: average as its backward would
             average_gradients(self.model.parameters())
         self.scaler.unscale_(self.optimizer)
         parameters = [p for p in self.model.parameters() if p.grad is not None]
@@ -319,21 +320,25 @@ class GradientDescentTrainer(Trainer):
         """Hand validation-like metrics (from ``validate`` or a callback's evaluation) to every callback."""
         self._call("on_validation", metrics)
 
-    def _validate_and_report(self) -> dict[str, float]:
+    def _maybe_validate(self, due: bool) -> dict[str, float]:
+        """Validate (and report) when ``due``, there is validation data and this step was not
+        validated yet; the metrics, or nothing."""
+        if not due or self.validation_data_loader is None or self.validated_at == self.step:
+            return {}
         metrics = self.validate()
         self.report(metrics)
+        self.validated_at = self.step
         return metrics
 
     def train(self, checkpoint: Path | None = None) -> dict[str, Any]:
-        self.batches_in_epoch = 0
         if checkpoint is not None:
             self.restore(checkpoint)
         self.model.train()
         self._call("on_start")
-        window: dict[str, float] = {}
-        window_steps, self.tokens_seen, window_start = 0, 0, time.perf_counter()
+        window: dict[str, Any] = {}
+        window_steps = 0
+        window_start = time.perf_counter()
         final: dict[str, Any] = {}
-        validated_at = -1
         while self.epoch < self.num_epochs and self.step < self.total_steps and self.stop_reason is None:
             if self.batches_in_epoch == 0:  # a fresh epoch; otherwise the restored loader resumes mid-epoch
                 self.data_loader.set_epoch(self.epoch)
@@ -345,30 +350,26 @@ class GradientDescentTrainer(Trainer):
                 window_steps += 1
                 if self.step % self.log_every == 0 or self.step == self.total_steps:
                     final.update(self._log(window, window_steps, time.perf_counter() - window_start, self.tokens_seen))
-                    window, window_steps, self.tokens_seen, window_start = {}, 0, 0, time.perf_counter()
-                if (
-                    self.validation_data_loader is not None
-                    and self.validation_every
-                    and self.step % self.validation_every == 0
-                ):
-                    final.update(self._validate_and_report())
-                    validated_at = self.step
+                    window = {}
+                    window_steps = 0
+                    self.tokens_seen = 0
+                    window_start = time.perf_counter()
+                final.update(
+                    self._maybe_validate(bool(self.validation_every) and self.step % self.validation_every == 0)
+                )
                 if self.step >= self.total_steps or self.stop_reason is not None:
                     break
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self._check_window(window, window_steps)
                     self.save_checkpoint()
             if self.batches_in_epoch >= len(self.data_loader):
-                if self.validation_data_loader is not None and validated_at != self.step:
-                    final.update(self._validate_and_report())
-                    validated_at = self.step
+                final.update(self._maybe_validate(due=True))
                 self._call("on_epoch_end", self.epoch, self.data_loader_stats())
                 self.epoch += 1
                 self.batches_in_epoch = 0
             self._check_window(window, window_steps)
             self.save_checkpoint()
-        if self.validation_data_loader is not None and validated_at != self.step:
-            final.update(self._validate_and_report())
+        final.update(self._maybe_validate(due=True))
         if self.stop_reason:
             logger.info("%s", self.stop_reason)
         self._call("on_end", final)
@@ -392,19 +393,14 @@ def batch_shape(batch: dict) -> str:
 
 
 def out_of_memory_message(trainer: GradientDescentTrainer, micro_batches: list) -> str:
-    """One line: where memory ran out, how much was in use, and the keys that lower it."""
+    """One line: where memory ran out, how much was in use, and the model's and loader's keys that
+    lower it (``Model.memory_hints``: only keys the model being trained has)."""
     model = unwrap(trainer.model)
     peak = ""
     if trainer.device.type == "cuda":
         peak = f", peak {torch.cuda.max_memory_allocated(trainer.device) / 2**30:.2f} GiB allocated on {trainer.device}"
         torch.cuda.empty_cache()
-    keys = [f"data_loader.batch_size ({getattr(trainer.data_loader, 'batch_size', '?')})"]
-    if getattr(model, "max_padding_fraction", None) is not None:
-        keys.append(f"model.max_padding_fraction ({model.max_padding_fraction})")
-    if hasattr(model, "contrastive_chunk_size"):
-        keys.append(f"model.contrastive_chunk_size ({model.contrastive_chunk_size})")
-    if not getattr(getattr(model, "encoder", None), "gradient_checkpointing", True):
-        keys.append("model.encoder.gradient_checkpointing (set it true)")
+    hints = [f"lower data_loader.batch_size ({getattr(trainer.data_loader, 'batch_size', '?')})", *model.memory_hints()]
     checkpoint = trainer.checkpointer.latest()
     resume = (
         f"the last checkpoint is {checkpoint} (--recover continues from it)"
@@ -413,7 +409,7 @@ def out_of_memory_message(trainer: GradientDescentTrainer, micro_batches: list) 
     )
     return (
         f"out of memory in training step {trainer.step + 1} (epoch {trainer.epoch}; batch {batch_shape(micro_batches[0])}"
-        f"{peak}); lower {', '.join(keys)}; {resume}"
+        f"{peak}); to use less memory: {', '.join(hints)}; {resume}"
     )
 
 

@@ -1,6 +1,6 @@
 """The cached contrastive step (``contrastive_chunk_size``): the loss and every gradient of the
 uncached step, with dropout on, for DeCLUTR and supervised SimCSE; training runs reach the same
-weights; the key is checked and refused where no cache can serve it."""
+weights; the key is checked, and unknown to models that are not a ``ContrastiveModel``."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def step(model: Model, batch: dict, cached: bool, seed: int = 7) -> tuple[dict, 
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
     if cached:
-        output = model.forward_backward(batch, lambda loss: loss.backward())
+        output = model.training_step(batch, lambda loss: loss.backward())
     else:
         output = model(batch)
         output["loss"].backward()
@@ -247,7 +247,7 @@ def gather_worker(rank: int, port: int, path: str, output: str) -> None:
             model, tokenizer = build_gather_model(path, scale_fix)
             model.contrastive_chunk_size = 1
             ddp = torch.nn.parallel.DistributedDataParallel(model)  # as the trainer wraps it
-            model.forward_backward(local_batch(tokenizer, rank, 2), lambda loss: loss.backward())
+            model.training_step(local_batch(tokenizer, rank, 2), lambda loss: loss.backward())
             average_gradients(ddp.parameters())
             results[scale_fix] = {name: p.grad.clone() for name, p in model.named_parameters()}
         torch.save(results, os.path.join(output, f"rank{rank}.pt"))
@@ -287,6 +287,7 @@ def model_without_cache():
 
 
 def test_bad_chunk_sizes_and_models_without_the_cache_are_config_errors(model_without_cache):
+    """Only a ``ContrastiveModel`` takes the key: elsewhere it is an unknown key, named with the allowed ones."""
     from declutr.training.experiment import validate_experiment
 
     def problems(model: dict) -> list[str]:
@@ -305,7 +306,7 @@ def test_bad_chunk_sizes_and_models_without_the_cache_are_config_errors(model_wi
     ]
     for name in ("isbert", model_without_cache):
         (problem,) = problems({"type": name, "encoder": encoder, "contrastive_chunk_size": 8})
-        assert problem.startswith("model.contrastive_chunk_size: this model has no cached contrastive step"), problem
+        assert problem.startswith('model: unexpected key "contrastive_chunk_size" (allowed: encoder'), problem
 
 
 def test_in_python_a_bad_chunk_size_or_a_model_without_the_hooks_is_refused(tiny_roberta):
@@ -315,8 +316,11 @@ def test_in_python_a_bad_chunk_size_or_a_model_without_the_hooks_is_refused(tiny
     from declutr.modules.poolers import MeanPooler
 
     encoder = TransformerEncoder(str(tiny_roberta))
-    with pytest.raises(ValueError, match="contrastive_chunk_size: this model has no cached contrastive step"):
+    with pytest.raises(TypeError, match="contrastive_chunk_size"):
         Model(encoder, EmbeddingHead(MeanPooler()), contrastive_chunk_size=4)
+    model = SimCSEModel(encoder=encoder)
+    with pytest.raises(ValueError, match="contrastive_chunk_size must be at least 1"):
+        model.contrastive_chunk_size = 0
     with pytest.raises(ValueError, match="contrastive_chunk_size must be at least 1"):
         SimCSEModel(encoder=encoder, contrastive_chunk_size=0)
 
@@ -330,6 +334,5 @@ def test_declutr_config_reports_the_refused_key_in_one_line(tmp_path):
     result = run_declutr("config", str(config), "--overrides", '{"model.contrastive_chunk_size": 32}', cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("Error: model.contrastive_chunk_size: this model has no cached contrastive step") and (
-        "(from --overrides)" in line
-    )
+    assert line.startswith('Error: model: unexpected key "contrastive_chunk_size" (allowed: encoder'), line
+    assert line.endswith("(from --overrides)"), line

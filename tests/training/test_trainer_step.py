@@ -49,10 +49,15 @@ def host_reads(monkeypatch) -> list[str]:
     return calls
 
 
+def test_a_new_trainer_has_its_state_before_training(build):
+    """``training_state`` (what a checkpoint saves) works on a trainer that has not trained yet."""
+    state = build().training_state()
+    assert (state["step"], state["epoch"], state["batches_in_epoch"]) == (0, 0, 0)
+
+
 def test_the_step_reads_no_tensor_back_to_the_host(build, monkeypatch):
     trainer = build()
     trainer.model.train()
-    trainer.tokens_seen, trainer.batches_in_epoch = 0, 0
     trainer.data_loader.set_epoch(0)
     groups = trainer._micro_batch_groups()
     trainer._train_step(next(groups))  # a first step outside the count (lazy optimizer state)
@@ -71,7 +76,6 @@ def test_the_step_reads_no_tensor_back_to_the_host(build, monkeypatch):
 def first_step(trainer) -> dict[str, float]:
     """The loss terms and gradient norm of the trainer's first step, as floats."""
     trainer.model.train()
-    trainer.tokens_seen, trainer.batches_in_epoch = 0, 0
     trainer.data_loader.set_epoch(0)
     metrics = trainer._train_step(next(trainer._micro_batch_groups()))
     return {key: float(value) for key, value in metrics.items() if key != "lr"}
@@ -130,9 +134,10 @@ def test_out_of_memory_is_one_line_and_recover_continues_from_the_last_checkpoin
     message = lines[0]
     assert "training step 3 (epoch 0; batch anchors 2x" in message
     for key in (
-        "data_loader.batch_size (2)",
-        "model.max_padding_fraction (0.2)",
-        "model.encoder.gradient_checkpointing",
+        "lower data_loader.batch_size (2)",
+        "lower model.max_padding_fraction (0.2)",
+        "set model.encoder.gradient_checkpointing true",
+        "set model.contrastive_chunk_size (e.g. 8; null now)",  # a plain declutr step: the cache would help
     ):
         assert key in message
     assert "step_00000002" in message and "--recover" in message
