@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from declutr.core.errors import DeclutrError
-from declutr.inference.long_text import WindowCombiner, check_chunking, count_long, pooling_masks, windows
+from declutr.inference.long_text import (
+    WindowCombiner,
+    check_chunking,
+    count_long,
+    first_windows,
+    pooling_masks,
+    windows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +75,8 @@ def read_texts(path: str | os.PathLike) -> list[str]:
 def padded_batches(tokenizer, texts: Sequence[str], batch_size: int, max_length: int, device) -> Iterator[tuple]:
     """``(positions, input_ids, attention_mask, special_tokens_mask)`` for length-sorted batches
     of ``texts``, each padded to its own longest text and moved to ``device``."""
-    encoded = tokenizer(
-        list(texts),
-        truncation=True,
-        max_length=max_length,
-        padding=False,
-        return_special_tokens_mask=True,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )
-    yield from _length_sorted_batches(
-        tokenizer, encoded["input_ids"], [encoded["special_tokens_mask"]], batch_size, device
-    )
+    ids, special, _ = first_windows(tokenizer, texts, max_length)
+    yield from _length_sorted_batches(tokenizer, ids, [special], batch_size, device)
 
 
 def _length_sorted_batches(
@@ -300,10 +297,7 @@ class Encoder:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(positions, float32 vectors)`` per length-sorted batch (L2-normalised when ``normalize``; never
         sphereized); texts longer than ``max_length`` are truncated (``long_texts`` counts them), whatever ``long_text``."""
-        ids, special, owners = windows(self.tokenizer, texts, self.max_length)
-        first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
-        self.long_texts = count_long(owners)
-        ids, special = [ids[i] for i in first], [special[i] for i in first]
+        ids, special, self.long_texts = first_windows(self.tokenizer, texts, self.max_length)
         for index, hidden, attention, special_mask in self._forward(ids, [special], batch_size):
             vectors = self.head(hidden, attention, special_mask)
             yield index, vectors.float().cpu().numpy()

@@ -46,6 +46,14 @@ def count_long(owners: np.ndarray) -> int:
     return int(np.count_nonzero(np.bincount(owners) > 1))
 
 
+def first_windows(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], list[list[int]], int]:
+    """Every text truncated to ``max_length`` tokens (its first window): ``(input_ids,
+    special_tokens_mask, how many texts were longer)``."""
+    ids, special, owners = windows(tokenizer, texts, max_length)
+    first = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    return [ids[i] for i in first], [special[i] for i in first], count_long(owners)
+
+
 def check_chunking(head, tokenizer, max_length: int, stride: int, source: str) -> None:
     """``long_text="chunk"`` needs a pooler whose windows combine exactly, and room in a window
     for more than ``stride`` text tokens."""
