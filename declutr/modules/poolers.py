@@ -126,9 +126,10 @@ class CnnPooler(Pooler):
     # Parameters
     kernel_sizes: odd window sizes [1, 3, 5].
     out_channels: filters per kernel size [256]; the embedding has ``len(kernel_sizes) * out_channels`` dimensions.
-    activation: after each convolution: ``relu`` (the default; METHOD.md's description of the
-        paper), ``gelu``, ``tanh``, or null for none (the authors' code, ``models/CNN.py`` of
-        yanzhangnlp/IS-BERT, applies no activation; the shipped isbert.jsonnet follows it).
+    activation: after each convolution: ``relu`` (the default; the IS-BERT paper, Zhang et al.,
+        EMNLP 2020, describes its CNN layer with one), ``gelu``, ``tanh``, or null for none (the
+        authors' code, ``models/CNN.py`` of yanzhangnlp/IS-BERT, applies no activation; the
+        shipped isbert.jsonnet follows it).
     input_dim: injected (the encoder's hidden size).
     """
 

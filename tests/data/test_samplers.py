@@ -1,4 +1,5 @@
-"""Span sampling statistics (METHOD.md §1.2) and BERT masking proportions (§1.3), fixed seeds."""
+"""Span sampling statistics (the DeCLUTR paper's "Span sampling") and BERT masking proportions
+(its "Continued MLM pretraining"), fixed seeds."""
 
 from __future__ import annotations
 
