@@ -33,12 +33,13 @@ logger = logging.getLogger(__name__)
 class DataLoader(Registrable):
     """Iterates over batches of one rank for one epoch; ``len()`` is that number of batches."""
 
-    default_implementation = "default"
+    default_implementation = "sharded"
     kind_name = "data_loader"
     runtime_args = ("reader", "data_path", "seed", "rank", "world_size")
 
 
-@DataLoader.register("default")
+@DataLoader.register("sharded")
+@DataLoader.register("default")  # the name it had first
 class DocumentDataLoader(DataLoader):
     """Batches of ``batch_size`` records (documents, sentences or triplets) for this rank.
 

@@ -53,7 +53,9 @@ class Selection:
 
 
 class DatasetReader(Registrable):
-    """Turns a corpus into examples. ``reader.tokenizer`` is the Hugging Face fast tokenizer.
+    """Turns a corpus into examples. ``reader.tokenizer`` is the Hugging Face fast tokenizer; a
+    reader builds model inputs with the ``TransformerTokenizer`` it was given, ``self._tokenizer``
+    (``wrap``, ``pad_id``, ``mask_id``), whose ``hf`` that is.
 
     # Parameters
     tokenizer: ``{"model_name": ..., "max_length": null}`` (see ``TransformerTokenizer``).
@@ -72,7 +74,7 @@ class DatasetReader(Registrable):
         document_source: DocumentSource | None = None,
         cache_directory: str | None = None,
     ):
-        self.transformer_tokenizer = tokenizer
+        self._tokenizer = tokenizer
         self.source = document_source or AutoFormat()
         self.cache_directory = cache_directory
         self._indexes: dict[str, CorpusIndex] = {}
@@ -80,7 +82,7 @@ class DatasetReader(Registrable):
     @property
     def tokenizer(self):
         """The Hugging Face ``PreTrainedTokenizerFast`` (the trainer hands it to the model)."""
-        return self.transformer_tokenizer.hf
+        return self._tokenizer.hf
 
     @property
     def mlm(self) -> bool:
@@ -96,7 +98,7 @@ class DatasetReader(Registrable):
         key = os.fspath(data_path)
         if key not in self._indexes:
             self._indexes[key] = load_or_build_index(
-                data_path, self.source, self.transformer_tokenizer, self.unit, self.cache_directory, progress
+                data_path, self.source, self._tokenizer, self.unit, self.cache_directory, progress
             )
         return self._indexes[key]
 
@@ -129,7 +131,7 @@ class DatasetReader(Registrable):
 
     def collate(self, examples: list[Example]) -> dict:
         """The batch of docs/architecture.md from examples (in order)."""
-        pad = self.transformer_tokenizer.pad_id
+        pad = self._tokenizer.pad_id
         anchors = [x for e in examples for x in e.anchors]
         labels = (
             [x for e in examples for x in e.mlm_labels] if examples and examples[0].mlm_labels is not None else None
@@ -212,7 +214,7 @@ class SpanReader(DatasetReader):
             )
 
     def example(self, index: CorpusIndex, record: int, rng: np.random.Generator) -> Example:
-        tok = self.transformer_tokenizer
+        tok = self._tokenizer
         tokens = index.tokens(record)
         starts = index.unit_starts(record)
         anchors, positives = self.sampler.sample(int(index.lengths[record]), rng)
@@ -260,7 +262,8 @@ class SimCSEUnsupervisedReader(SpanReader):
         super().__init__(tokenizer, SameTextSampler(), None, "skip", document_source, cache_directory)
 
 
-@DatasetReader.register("isbert")
+@DatasetReader.register("sentences")
+@DatasetReader.register("isbert")  # the name it had first
 class SentenceReader(SpanReader):
     """IS-BERT (and any encoder trained on plain sentences): each sentence is one anchor.
 
@@ -304,6 +307,6 @@ class NLITripletReader(DatasetReader):
         super().__init__(tokenizer, source, cache_directory)
 
     def example(self, index: CorpusIndex, record: int, rng: np.random.Generator) -> Example:
-        wrap = self.transformer_tokenizer.wrap
+        wrap = self._tokenizer.wrap
         anchor, positive, negative = (wrap(index.tokens(record * 3 + f)) for f in range(3))
         return Example([anchor], [positive], [negative])

@@ -21,7 +21,7 @@ import gzip
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -121,6 +121,14 @@ class DocumentSource(Registrable):
         raise NotImplementedError
 
     # -- helpers for subclasses ------------------------------------------------------------------
+    def _read_lines(self, path: Path, number: int, parse: Callable[[str, int], Record]) -> Iterator[Record]:
+        """A record per line of a line-based file: ``parse(text, line)``, or an undecodable record
+        (or an error, by the ``undecodable`` policy) for a line that is not UTF-8."""
+        with open_binary(path) as handle:
+            for line, raw in enumerate(handle, start=1):
+                text = self._decode(raw, path, line)
+                yield Record(number, line, None, UNDECODABLE) if text is None else parse(text, line)
+
     def _decode(self, raw: bytes, path: Path, line: int) -> str | None:
         try:
             return raw.decode("utf-8")
@@ -143,13 +151,7 @@ class TextLines(DocumentSource):
     """Plain text, one document per line (``\\n``-separated; the paper's corpus format)."""
 
     def read_file(self, path: Path, number: int) -> Iterator[Record]:
-        with open_binary(path) as handle:
-            for line, raw in enumerate(handle, start=1):
-                text = self._decode(raw, path, line)
-                if text is None:
-                    yield Record(number, line, None, UNDECODABLE)
-                else:
-                    yield self._record([text], path, number, line)
+        yield from self._read_lines(path, number, lambda text, line: self._record([text], path, number, line))
 
 
 @DocumentSource.register("jsonl")
@@ -173,32 +175,26 @@ class JsonLines(DocumentSource):
         return len(self.fields)
 
     def read_file(self, path: Path, number: int) -> Iterator[Record]:
-        with open_binary(path) as handle:
-            for line, raw in enumerate(handle, start=1):
-                text = self._decode(raw, path, line)
-                if text is None:
-                    yield Record(number, line, None, UNDECODABLE)
-                    continue
-                if not text.strip():
-                    yield self._record([""], path, number, line)
-                    continue
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError as error:
-                    raise DeclutrError(
-                        f"{path}:{line}: not a JSON object ({error.msg} at column {error.colno})"
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise DeclutrError(f"{path}:{line}: expected a JSON object, got {type(obj).__name__}")
-                texts = []
-                for field in self.fields:
-                    value = obj.get(field)
-                    if not isinstance(value, str):
-                        problem = "has no" if value is None else "has a non-string"
-                        keys = ", ".join(list(obj)[:8])
-                        raise DeclutrError(f'{path}:{line}: the object {problem} text field "{field}" (keys: {keys})')
-                    texts.append(value)
-                yield self._record(texts, path, number, line)
+        yield from self._read_lines(path, number, lambda text, line: self._parse(text, path, number, line))
+
+    def _parse(self, text: str, path: Path, number: int, line: int) -> Record:
+        if not text.strip():
+            return self._record([""], path, number, line)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise DeclutrError(f"{path}:{line}: not a JSON object ({error.msg} at column {error.colno})") from None
+        if not isinstance(obj, dict):
+            raise DeclutrError(f"{path}:{line}: expected a JSON object, got {type(obj).__name__}")
+        texts = []
+        for field in self.fields:
+            value = obj.get(field)
+            if not isinstance(value, str):
+                problem = "has no" if value is None else "has a non-string"
+                keys = ", ".join(list(obj)[:8])
+                raise DeclutrError(f'{path}:{line}: the object {problem} text field "{field}" (keys: {keys})')
+            texts.append(value)
+        return self._record(texts, path, number, line)
 
 
 @DocumentSource.register("csv")

@@ -90,7 +90,7 @@ def test_whitespace_unit_spans_are_whole_words(tiny_bert, make_reader, make_load
             ((start, end),) = spans_of_group
             expected = hf(" ".join(words[start:end]), add_special_tokens=False)["input_ids"]
             row, mask = batch[group]["input_ids"][0], batch[group]["special_tokens_mask"][0]
-            assert row[mask == 0].tolist() == expected[: reader.transformer_tokenizer.max_content]
+            assert row[mask == 0].tolist() == expected[: reader._tokenizer.max_content]
 
 
 def test_truncation_to_the_model_maximum(tiny_roberta, make_reader, make_loader, corpus):
@@ -205,6 +205,14 @@ def test_index_is_cached_and_gzip_equals_plain(make_reader, make_loader, tmp_pat
     assert_batches_equal(list(make_loader(reader, compressed, batch_size=4)), expected)
 
 
+def test_clearer_names_and_the_first_names_build_the_same_components():
+    from declutr.data import DataLoader, DatasetReader, DocumentDataLoader, SentenceReader
+
+    assert DatasetReader.resolve("sentences")[0] is DatasetReader.resolve("isbert")[0] is SentenceReader
+    assert DataLoader.resolve("sharded")[0] is DataLoader.resolve("default")[0] is DocumentDataLoader
+    assert DataLoader.list_available()[0] == "sharded"  # a config without "type"
+
+
 def test_simcse_and_isbert_readers(make_reader, make_loader, tmp_path):
     sentences = ["A man is playing a guitar.", "The river was cold that winter morning.", "", "She wrote a letter."]
     path = write_lines(tmp_path / "sentences.txt", sentences)
@@ -277,4 +285,4 @@ def test_gutenberg_corpus(shared_data, make_reader, make_loader):
     assert len(loader) == stats["documents_used"] // 4
     batch = next(iter(loader))
     assert batch["anchors"]["input_ids"].shape[0] == 8 and batch["positives"]["input_ids"].shape[0] == 16
-    assert batch["anchors"]["input_ids"].shape[1] <= reader.transformer_tokenizer.max_length
+    assert batch["anchors"]["input_ids"].shape[1] <= reader._tokenizer.max_length
