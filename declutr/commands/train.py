@@ -22,11 +22,12 @@ from declutr.commands import config_options
 def command(config_file, serialization_dir, recover, force, overrides, ext_vars, include_packages):
     """Train the experiment in CONFIG (JSONnet or JSON) into DIR."""
     from declutr.training.experiment import Experiment
+    from declutr.training.run import train_model
 
     experiment = Experiment.from_file(config_file, overrides, ext_vars)
     for message in experiment.messages:
         click.echo(message, err=True)
-    metrics = experiment.train(serialization_dir, recover=recover, force=force)
+    metrics = train_model(experiment, serialization_dir, recover=recover, force=force)
     if metrics:
         shown = {
             k: round(v, 4) if isinstance(v, float) else v

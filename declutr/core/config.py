@@ -110,13 +110,6 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def load_config(
-    path: str | os.PathLike, overrides: str | dict | None = None, ext_vars: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """The resolved experiment: the file evaluated, then ``overrides`` deep-merged into it."""
-    return merge(evaluate_file(path, ext_vars), parse_overrides(overrides, ext_vars))
-
-
 def strip_comments(text: str) -> str:
     """``text`` with its JSONnet comments (``//``, ``#``, ``/* */``) blanked; strings and line
     numbers are kept."""

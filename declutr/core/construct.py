@@ -61,7 +61,8 @@ class _Invalid:
 
 
 class _Placeholder:
-    """Stands for an injected or validated value during a dry run."""
+    """Stands for an injected or validated value during a dry run, and for a deferred value (given
+    later, by ``Lazy.construct``) while building."""
 
     def __repr__(self) -> str:
         return "<validated>"
@@ -294,7 +295,7 @@ class _Builder:
             key_path = join(path, name)
             if name in config:
                 built = self.value(annotation, config[name], key_path, extras)
-            elif name in extras:
+            elif name in extras and not (self.building and extras[name] is PLACEHOLDER):  # PLACEHOLDER: deferred
                 built = extras[name]
             elif default is not inspect.Parameter.empty:
                 continue
@@ -357,10 +358,21 @@ def validate(annotation: Any, config: Any, path: str = "", extras: dict | None =
     return builder.problems
 
 
-def build(annotation: Any, config: Any, path: str = "", extras: dict | None = None) -> Any:
-    """Validate ``config`` against ``annotation`` (reporting every problem at once), then build it."""
-    extras = extras or {}
+def build(
+    annotation: Any, config: Any, path: str = "", extras: dict | None = None, deferred: tuple[str, ...] = ()
+) -> Any:
+    """Validate ``config`` against ``annotation`` (reporting every problem at once), then build it.
+
+    ``extras`` reach every constructor below that names them. ``deferred`` names values that only
+    the ``Lazy`` components below receive, from ``lazy.construct(...)``: validation counts them as
+    given; a component built now does not get them (its default applies, or it is an error).
+    """
+    extras = {**dict.fromkeys(deferred, PLACEHOLDER), **(extras or {})}
     problems = validate(annotation, config, path, extras)
     if problems:
         raise ConfigurationError(problems)
-    return _Builder(building=True).value(annotation, config, path, extras)
+    builder = _Builder(building=True)
+    built = builder.value(annotation, config, path, extras)
+    if builder.problems:
+        raise ConfigurationError(builder.problems)
+    return built

@@ -6,7 +6,9 @@
     @Pooler.register("mean")              # a component of that kind
     class MeanPooler(Pooler): ...
 
-Registered names are public API (configs refer to them by ``"type"``).
+Registered names are public API (configs refer to them by ``"type"``). Building a component
+from a config is ``declutr.core.build(Pooler, {"type": "mean"})`` (``core/construct.py``, which
+imports this module; this module imports no builder).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import importlib
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from typing import ClassVar, Self, TypeVar
+from typing import ClassVar, TypeVar
 
 from declutr.core.errors import ConfigurationError, closest
 
@@ -120,10 +122,3 @@ class Registrable:
             names.remove(default)
             names.insert(0, default)
         return names
-
-    @classmethod
-    def from_config(cls, config, path: str = "", **extras) -> Self:
-        """Build a component of this kind from a config dict (see ``declutr.core.construct``)."""
-        from declutr.core.construct import build
-
-        return build(cls, config, path=path, extras=extras)

@@ -16,6 +16,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from declutr.core.atomic import atomic_file
 from declutr.core.errors import DeclutrError
 from declutr.data.sources import collapse
 
@@ -109,7 +110,6 @@ def write_documents(
     counts = {"written": 0, "empty": 0, "short": 0}
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(output.name + ".tmp")
     pending: list[str] = []
 
     def flush(handle) -> None:
@@ -127,7 +127,7 @@ def write_documents(
                 counts["short"] += 1
         pending.clear()
 
-    with open(temporary, "w", encoding="utf-8") as handle:
+    with atomic_file(output) as handle:  # a complete file or none
         for document in tqdm(documents, desc=f"writing {output.name}", unit=" docs", disable=not progress):
             text = collapse(document)
             if lowercase:
@@ -139,7 +139,6 @@ def write_documents(
             if len(pending) >= batch_size:
                 flush(handle)
         flush(handle)
-    temporary.replace(output)
     return counts
 
 

@@ -6,15 +6,14 @@
       "distributed": {"cuda_devices": [0, 1]}, "random_seed": 13
     }
 
-:func:`resolve_config` evaluates a file (JSONnet, ext vars, the AllenNLP-1.1 translation,
-``--overrides``) and validates it; :class:`Experiment` holds the validated config and builds
-reader -> model -> loaders -> trainer for one process (``rank``, ``world_size``, ``device`` are
-arguments, never config edits). ``declutr train`` is ``Experiment.from_file(...).train(dir)``;
+:meth:`Experiment.from_file` evaluates a file (JSONnet, ext vars, the AllenNLP-1.1 translation,
+``--overrides``); :class:`Experiment` validates the config once and builds reader -> model ->
+loaders -> trainer for one process (``rank``, ``world_size``, ``device`` are arguments, never
+config edits). ``declutr train`` is ``train_model(Experiment.from_file(...), dir)``;
 ``training/run.py`` only launches processes and manages the run directory.
 """
 
 import os
-from pathlib import Path
 from typing import Any
 
 from declutr.core.errors import ConfigurationError, DeclutrError
@@ -23,6 +22,11 @@ from declutr.core.plugins import import_components
 #: values the builder passes to every constructor that names them (docs/architecture.md); the
 #: run-time arguments of lazily built kinds are their ``runtime_args``
 INJECTED = ("tokenizer", "serialization_dir")
+
+
+def default_backend(cuda: bool) -> str:
+    """The process-group backend unless the config names one: ``nccl`` on CUDA, ``gloo`` on CPU."""
+    return "nccl" if cuda else "gloo"
 
 
 class DistributedConfig:
@@ -46,28 +50,30 @@ class DistributedConfig:
         if any(d < 0 for d in cuda_devices) and any(d >= 0 for d in cuda_devices):
             raise ValueError("cuda_devices cannot mix CPU (-1) and CUDA devices")
         self.cuda_devices = list(cuda_devices)
-        self.backend = backend or ("gloo" if cuda_devices[0] < 0 else "nccl")
+        self.backend = backend or default_backend(cuda_devices[0] >= 0)
+        self.backend_is_default = backend is None
         self.master_address = master_address
         self.master_port = master_port
 
 
-def experiment_signature():
-    """The class whose constructor is the schema of an experiment file."""
+def experiment_schema() -> type:
+    """The class whose constructor is the schema of an experiment file: its keys, types and
+    defaults. The components are ``Lazy``, so building it is cheap (no tokenizer, no weights)."""
     from declutr.core.construct import Lazy
     from declutr.data import DataLoader, DatasetReader
     from declutr.models import Model
     from declutr.training.trainer import Trainer
 
-    class Experiment:
+    class ExperimentSchema:
         def __init__(
             self,
-            dataset_reader: DatasetReader,
+            dataset_reader: Lazy[DatasetReader],
             model: Lazy[Model],
             trainer: Lazy[Trainer],
             train_data_path: str | None = None,
             validation_data_path: str | None = None,
             data_loader: Lazy[DataLoader] | None = None,
-            validation_dataset_reader: DatasetReader | None = None,
+            validation_dataset_reader: Lazy[DatasetReader] | None = None,
             validation_data_loader: Lazy[DataLoader] | None = None,
             distributed: DistributedConfig | None = None,
             random_seed: int = 13,
@@ -75,16 +81,15 @@ def experiment_signature():
             self.__dict__.update(locals())
             del self.__dict__["self"]
 
-    return Experiment
+    return ExperimentSchema
 
 
 def validate_experiment(config: dict[str, Any]) -> None:
     """Raise ``ConfigurationError`` listing every problem in ``config`` (builds nothing)."""
     from declutr.core.construct import validate
-    from declutr.core.errors import ConfigurationError
 
     import_components()
-    problems = validate(experiment_signature(), _top_level(config), extras=dict.fromkeys(INJECTED))
+    problems = validate(experiment_schema(), _top_level(config), extras=dict.fromkeys(INJECTED))
     if problems:
         raise ConfigurationError(problems)
 
@@ -99,48 +104,36 @@ def resolve_config(
     overrides: str | dict | None = None,
     ext_vars: dict[str, str] | tuple[str, ...] | list[str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """``(config, messages)``: an experiment file evaluated, translated, overridden and validated.
-
-    A file in the reference implementation's schema (AllenNLP 1.1; docs/configs.md) is translated
-    to declutr's first (``messages`` says what was translated); ``overrides`` are in declutr's
-    schema and merged after the translation. Every problem is reported at once as a
-    ``ConfigurationError``, each with its key path and where it was written when that is certain.
-    ``ext_vars``: a dict, or ``KEY=VALUE`` strings as ``--ext-var`` takes them.
-    """
-    from declutr.core.config import evaluate_file, locate, merge, parse_ext_vars, parse_overrides
-    from declutr.training.legacy import is_reference_config, translate
-
-    variables = dict(ext_vars) if isinstance(ext_vars, dict) else parse_ext_vars(ext_vars or ())
-    config = evaluate_file(config_file, variables)
-    messages: list[str] = []
-    if is_reference_config(config):
-        config, translated = translate(config)
-        messages = [f"{config_file}: the reference's AllenNLP 1.1 schema; translated to declutr's:"]
-        messages += [f"translated: {message}" for message in translated]
-    overridden = parse_overrides(overrides, variables)
-    config = merge(config, overridden)
-    try:
-        validate_experiment(config)
-    except ConfigurationError as error:
-        raise ConfigurationError([locate(problem, config_file, overridden) for problem in error.problems]) from None
-    return config, messages
+    """``(config, messages)`` of :meth:`Experiment.from_file`: the file evaluated, translated,
+    overridden and validated."""
+    experiment = Experiment.from_file(config_file, overrides, ext_vars)
+    return experiment.config, experiment.messages
 
 
 class Experiment:
     """A validated experiment config and the wiring of its run.
 
+    ``Experiment(config)`` validates the whole config (every problem at once) and builds its top
+    level (``random_seed``, ``distributed``; the components stay ``Lazy``).
     ``Experiment.from_file(path, overrides, ext_vars)`` applies exactly the checks of
-    ``declutr train``; ``experiment.train(run_dir)`` trains as ``declutr train`` does (one process,
-    spawned processes for ``distributed``, or under ``torchrun``); ``experiment.build(run_dir)``
-    returns the trainer of one process without training.
+    ``declutr train``; ``experiment.build(run_dir)`` returns the trainer of one process without
+    training; ``declutr.training.run.train_model(experiment, run_dir)`` trains as ``declutr train``
+    does (one process, spawned processes for ``distributed``, or under ``torchrun``).
     """
 
     def __init__(self, config: dict[str, Any], messages: list[str] | tuple[str, ...] = ()):
-        validate_experiment(config)
+        from declutr.core.construct import build
+
+        import_components()
         self.config = config
         self.messages = list(messages)
-        self.random_seed = int(config.get("random_seed", 13))
-        self.distributed = self._distributed()
+        #: the top level built (an ``ExperimentSchema``); its components stay ``Lazy`` until
+        #: :meth:`build` constructs them with the run-time values (``INJECTED`` among them)
+        self.parts = build(experiment_schema(), _top_level(config), deferred=INJECTED)
+
+    def __reduce__(self):
+        """Pickled as its config (a spawned process validates and builds the top level again)."""
+        return type(self), (self.config, self.messages)
 
     @classmethod
     def from_file(
@@ -149,18 +142,54 @@ class Experiment:
         overrides: str | dict | None = None,
         ext_vars: dict[str, str] | tuple[str, ...] | list[str] | None = None,
     ) -> "Experiment":
-        return cls(*resolve_config(config_file, overrides, ext_vars))
+        """The experiment of a file: evaluated, translated, overridden and validated.
 
-    def _distributed(self) -> DistributedConfig | None:
-        from declutr.core.construct import build
+        A file in the reference implementation's schema (AllenNLP 1.1; docs/configs.md) is
+        translated to declutr's first (``messages`` says what was translated); ``overrides`` are in
+        declutr's schema and merged after the translation. Every problem is reported at once as a
+        ``ConfigurationError``, each with its key path and where it was written when that is
+        certain. ``ext_vars``: a dict, or ``KEY=VALUE`` strings as ``--ext-var`` takes them.
+        """
+        from declutr.core.config import evaluate_file, locate, merge, parse_ext_vars, parse_overrides
+        from declutr.training.legacy import is_reference_config, translate
 
-        settings = self.config.get("distributed")
-        return None if not settings else build(DistributedConfig, settings, "distributed")
+        variables = dict(ext_vars) if isinstance(ext_vars, dict) else parse_ext_vars(ext_vars or ())
+        config = evaluate_file(config_file, variables)
+        messages: list[str] = []
+        if is_reference_config(config):
+            config, translated = translate(config)
+            messages = [f"{config_file}: the reference's AllenNLP 1.1 schema; translated to declutr's:"]
+            messages += [f"translated: {message}" for message in translated]
+        overridden = parse_overrides(overrides, variables)
+        config = merge(config, overridden)
+        try:
+            return cls(config, messages)
+        except ConfigurationError as error:
+            located = [locate(problem, config_file, overridden) for problem in error.problems]
+            raise ConfigurationError(located) from error.__cause__
+
+    @property
+    def random_seed(self) -> int:
+        return self.parts.random_seed
+
+    @property
+    def distributed(self) -> DistributedConfig | None:
+        return self.parts.distributed
+
+    @property
+    def cuda_device(self) -> int | None:
+        """``trainer.cuda_device`` (null: automatic; -1: CPU); a spawned process's own device wins."""
+        trainer = self.parts.trainer.config
+        return trainer.get("cuda_device") if isinstance(trainer, dict) else None
 
     @property
     def trains(self) -> bool:
-        """Whether the trainer trains (the ``no_op`` trainer only exports the model)."""
-        return (self.config.get("trainer") or {}).get("type") != "no_op"
+        """Whether the trainer trains (a ``NoOpTrainer`` only exports the model as built)."""
+        from declutr.training.trainer import NoOpTrainer, Trainer
+
+        trainer = self.parts.trainer.config
+        name = trainer if isinstance(trainer, str) else trainer.get("type") or Trainer.default_implementation
+        return not issubclass(Trainer.resolve(name)[0], NoOpTrainer)
 
     def build(
         self,
@@ -172,52 +201,45 @@ class Experiment:
         """Build reader, model, data loaders and trainer (in this order) for one process.
 
         ``device``: a CUDA index or -1 for CPU, overriding ``trainer.cuda_device`` (each spawned
-        process passes its own). Data paths are checked before any weights load.
+        process passes its own). Data paths are checked before the tokenizer or any weights load.
         """
         from declutr.core.construct import Lazy, build
         from declutr.data import DataLoader
 
-        import_components()
-        parts = build(
-            experiment_signature(), _top_level(self.config), extras={"serialization_dir": str(serialization_dir)}
-        )
+        parts = self.parts
         if parts.train_data_path is None and self.trains:
             raise DeclutrError(
                 'train_data_path: not set (give it in the config or with --overrides \'{"train_data_path": "..."}\')'
             )
         check_data_paths(parts)
-        reader = parts.dataset_reader
-        model = parts.model.construct(tokenizer=reader.tokenizer)
+        run_dir = {"serialization_dir": str(serialization_dir)}
+        reader = parts.dataset_reader.construct(**run_dir)
+        model = parts.model.construct(tokenizer=reader.tokenizer, **run_dir)
 
         def loader(lazy, reader, path):
             lazy = lazy or Lazy(lambda **kw: build(DataLoader, {}, "data_loader", kw))
             return lazy.construct(
-                reader=reader, data_path=path, seed=self.random_seed, rank=rank, world_size=world_size
+                reader=reader, data_path=path, seed=self.random_seed, rank=rank, world_size=world_size, **run_dir
             )
 
         train_loader = loader(parts.data_loader, reader, parts.train_data_path) if parts.train_data_path else None
         validation_loader = None
         if parts.validation_data_path:
+            validation_reader = parts.validation_dataset_reader
             validation_loader = loader(
                 parts.validation_data_loader or parts.data_loader,
-                parts.validation_dataset_reader or reader,
+                validation_reader.construct(**run_dir) if validation_reader else reader,
                 parts.validation_data_path,
             )
         return parts.trainer.construct(
             model=model,
             data_loader=train_loader,
             validation_data_loader=validation_loader,
-            serialization_dir=str(serialization_dir),
             rank=rank,
             world_size=world_size,
             device=device,
+            **run_dir,
         )
-
-    def train(self, serialization_dir: str | os.PathLike, recover: bool = False, force: bool = False) -> dict | None:
-        """Train into the run directory ``serialization_dir`` (``declutr train``); the final metrics."""
-        from declutr.training.run import train_model
-
-        return train_model(self, Path(serialization_dir), recover=recover, force=force)
 
 
 def check_data_paths(parts: Any) -> None:

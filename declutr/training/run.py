@@ -12,15 +12,14 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from declutr.core.atomic import atomic_write_text
 from declutr.core.errors import DeclutrError
 from declutr.training.devices import check_devices
-
-if TYPE_CHECKING:
-    from declutr.training.experiment import Experiment
+from declutr.training.experiment import Experiment, default_backend
 
 logger = logging.getLogger("declutr")
 
@@ -58,7 +57,7 @@ def prepare_run_dir(serialization_dir: Path, config: dict, recover: bool, force:
                 "recover with the same config (or --force to start over)"
             )
     serialization_dir.mkdir(parents=True, exist_ok=True)
-    (serialization_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(serialization_dir / "config.json", json.dumps(config, indent=2) + "\n")
     return recover
 
 
@@ -86,7 +85,7 @@ def setup_logging(serialization_dir: Path, primary: bool) -> None:
 
 
 def build_and_train(
-    experiment: Experiment | dict,
+    experiment: Experiment,
     serialization_dir: Path,
     recover: bool,
     rank: int = 0,
@@ -97,10 +96,8 @@ def build_and_train(
     and the plot."""
     import torch
 
-    from declutr.training.experiment import Experiment
     from declutr.training.util import unwrap
 
-    experiment = experiment if isinstance(experiment, Experiment) else Experiment(experiment)
     setup_logging(serialization_dir, rank == 0)
     set_seeds(experiment.random_seed)
     trainer = experiment.build(serialization_dir, rank, world_size, device)
@@ -115,7 +112,7 @@ def build_and_train(
     if rank == 0:
         export_dir = serialization_dir / "model"
         unwrap(trainer.model).export(export_dir)
-        (serialization_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(serialization_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         plot_metrics(serialization_dir)
         logger.info("model exported to %s", export_dir)
     if world_size > 1:
@@ -155,7 +152,7 @@ def plot_metrics(serialization_dir: Path) -> None:
 
 def _worker(
     rank: int,
-    config: dict,
+    experiment: Experiment,
     serialization_dir: str,
     recover: bool,
     devices: list[int],
@@ -169,7 +166,7 @@ def _worker(
     os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
     dist.init_process_group(backend, rank=rank, world_size=len(devices))
     try:
-        build_and_train(config, Path(serialization_dir), recover, rank, len(devices), devices[rank])
+        build_and_train(experiment, Path(serialization_dir), recover, rank, len(devices), devices[rank])
     except Exception as error:  # handed back through the queue, not recovered from traceback text
         user_mistake = isinstance(error, DeclutrError)
         errors.put((rank, user_mistake, str(error) if user_mistake else f"{type(error).__name__}: {error}"))
@@ -183,25 +180,21 @@ class SpawnedProcessError(RuntimeError):
 
 
 def train_model(
-    experiment: Experiment | dict,
+    experiment: Experiment,
     serialization_dir: str | os.PathLike,
     recover: bool = False,
     force: bool = False,
 ) -> dict | None:
-    """Train ``experiment`` (an :class:`Experiment` or a config) into ``serialization_dir`` on one
-    process, spawned processes (``distributed.cuda_devices``), or under ``torchrun`` (read from
-    the environment)."""
-    from declutr.training.experiment import Experiment
-
-    experiment = experiment if isinstance(experiment, Experiment) else Experiment(experiment)
-    config = experiment.config
+    """Train ``experiment`` into ``serialization_dir`` as ``declutr train`` does (``recover`` and
+    ``force`` are its flags): on one process, on spawned processes (``distributed.cuda_devices``),
+    or under ``torchrun`` (read from the environment). The final metrics (rank 0's)."""
     serialization_dir = Path(serialization_dir)
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
     rank = int(os.environ.get("RANK", "0")) if under_torchrun else 0
     if not under_torchrun:  # under torchrun the environment assigns each process its device
-        check_devices(config)
+        check_devices(experiment.distributed, experiment.cuda_device)
     if rank == 0:
-        recover = prepare_run_dir(serialization_dir, config, recover, force)
+        recover = prepare_run_dir(serialization_dir, experiment.config, recover, force)
     settings = experiment.distributed
     if under_torchrun:
         import torch
@@ -211,7 +204,7 @@ def train_model(
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group(default_backend(cuda))
         try:
             dist.barrier()
             world_size = int(os.environ["WORLD_SIZE"])
@@ -231,7 +224,7 @@ def train_model(
                 nprocs=len(settings.cuda_devices),
                 join=True,
                 args=(
-                    config,
+                    experiment,  # pickled as its config
                     str(serialization_dir),
                     recover,
                     settings.cuda_devices,

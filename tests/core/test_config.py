@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from declutr.core.config import load_config, locate, parse_ext_vars, unflatten
+from declutr.core.config import evaluate_file, locate, merge, parse_ext_vars, parse_overrides, unflatten
 from declutr.core.errors import ConfigurationError
 
 
@@ -15,9 +15,8 @@ def test_jsonnet_imports_ext_vars_and_overrides(tmp_path, monkeypatch):
         'common + { model: { name: std.extVar("MODEL") }, seed: std.parseInt(std.extVar("SEED")) }\n'
     )
     monkeypatch.setenv("SEED", "7")
-    config = load_config(
-        tmp_path / "exp.jsonnet", '{"trainer.optimizer.lr": 1e-4, "trainer": {"grad_norm": 1}}', ext_vars={"MODEL": "m"}
-    )
+    overrides = parse_overrides('{"trainer.optimizer.lr": 1e-4, "trainer": {"grad_norm": 1}}')
+    config = merge(evaluate_file(tmp_path / "exp.jsonnet", {"MODEL": "m"}), overrides)
     assert config == {
         "trainer": {"num_epochs": 1, "optimizer": {"lr": 1e-4}, "grad_norm": 1},
         "model": {"name": "m"},
@@ -27,25 +26,26 @@ def test_jsonnet_imports_ext_vars_and_overrides(tmp_path, monkeypatch):
 
 def test_plain_json_and_jsonnet_overrides(tmp_path):
     (tmp_path / "exp.json").write_text('{"a": {"b": 1, "c": [1, 2]}}')
-    assert load_config(tmp_path / "exp.json", "{a+: {c: [3]}}") == {"a": {"b": 1, "c": [3]}}
+    config = merge(evaluate_file(tmp_path / "exp.json"), parse_overrides("{a+: {c: [3]}}"))
+    assert config == {"a": {"b": 1, "c": [3]}}
 
 
 def test_syntax_error_shows_file_and_line(tmp_path):
     (tmp_path / "bad.jsonnet").write_text("{\n  a: 1,\n  b: ,\n}\n")
     with pytest.raises(ConfigurationError) as info:
-        load_config(tmp_path / "bad.jsonnet")
+        evaluate_file(tmp_path / "bad.jsonnet")
     message = str(info.value)
     assert "\n" not in message and "bad.jsonnet:3" in message
 
 
 def test_missing_file_and_bad_ext_var(tmp_path):
     with pytest.raises(ConfigurationError, match="no such experiment file"):
-        load_config(tmp_path / "nope.jsonnet")
+        evaluate_file(tmp_path / "nope.jsonnet")
     with pytest.raises(ConfigurationError, match="expected KEY=VALUE"):
         parse_ext_vars(["NOVALUE"])
     (tmp_path / "e.jsonnet").write_text('{ m: std.extVar("UNSET_VARIABLE_XYZ") }')
     with pytest.raises(ConfigurationError, match="UNSET_VARIABLE_XYZ"):
-        load_config(tmp_path / "e.jsonnet")
+        evaluate_file(tmp_path / "e.jsonnet")
 
 
 def test_unflatten_dotted_keys():

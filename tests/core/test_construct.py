@@ -47,6 +47,17 @@ class Hammer(Tool):
         self.handle, self.weight, self.material = handle, weight, material
 
 
+@Tool.register("brush")
+class Brush(Tool):
+    def __init__(self, handle, canvas, width: int = 1):
+        self.handle, self.canvas, self.width = handle, canvas, width
+
+
+class Easel:
+    def __init__(self, canvas):
+        self.canvas = canvas
+
+
 @Shape.register("drawing")
 class Drawing(Shape):
     def __init__(self, tool: Lazy[Tool], canvas=None, scale: int | str = 1, note: str | None = None):
@@ -99,6 +110,19 @@ def test_lazy_gets_runtime_args_and_extras_are_injected():
     assert drawing.canvas == "CANVAS" and drawing.scale == "big" and drawing.note is None
     hammer = drawing.tool.construct(handle="HANDLE")
     assert (hammer.handle, hammer.weight, hammer.material) == ("HANDLE", 2.0, "steel")
+
+
+def test_deferred_values_are_validated_as_given_and_reach_only_lazy_components():
+    drawing = build(Shape, {"type": "drawing", "tool": {"type": "brush"}}, deferred=("canvas",))
+    assert drawing.canvas is None  # built now: its default, never a placeholder
+    brush = drawing.tool.construct(handle="HANDLE", canvas="CANVAS")
+    assert (brush.handle, brush.canvas, brush.width) == ("HANDLE", "CANVAS", 1)
+    with pytest.raises(ConfigurationError) as info:
+        drawing.tool.construct(handle="HANDLE")
+    assert info.value.problems == ['tool: missing required key "canvas" (any)']
+    with pytest.raises(ConfigurationError) as info:
+        build(Easel, {}, "easel", deferred=("canvas",))
+    assert info.value.problems == ['easel: missing required key "canvas" (any)']
 
 
 def test_dotted_type_path():

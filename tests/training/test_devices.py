@@ -6,10 +6,11 @@ import json
 
 import pytest
 import torch
-from declutr_process import run_declutr
 
 from declutr.core.errors import ConfigurationError
 from declutr.training import devices
+from declutr.training.experiment import DistributedConfig
+from tests.fixtures.declutr_process import run_declutr
 
 CONFIG = """
 local m = std.extVar("M");
@@ -43,6 +44,12 @@ def test_cuda_devices_the_machine_lacks_are_one_line_before_any_spawn(documents_
     assert not (tmp_path / "run").exists()  # checked before the run directory, processes or weights
 
 
+def settings(config: dict) -> tuple[DistributedConfig | None, int | None]:
+    """What ``check_devices`` receives of an experiment with these keys."""
+    distributed = DistributedConfig(**config["distributed"]) if "distributed" in config else None
+    return distributed, config.get("trainer", {}).get("cuda_device")
+
+
 @pytest.mark.parametrize(
     ("config", "machine", "nccl", "expected"),
     [
@@ -56,6 +63,8 @@ def test_cuda_devices_the_machine_lacks_are_one_line_before_any_spawn(documents_
          ["distributed.cuda_devices[2]: CUDA device 2 is not available; this machine has 2 CUDA devices (0..1)"]),
         ({"distributed": {"cuda_devices": [0, 1], "backend": "nccl"}}, (2, "2 devices"), False,
          ["distributed.backend: the nccl backend is not built into this torch; use gloo (cuda_devices -1)"]),
+        ({"distributed": {"cuda_devices": [-1, -1], "backend": "nccl"}}, (0, "no CUDA"), False,
+         ["distributed.backend: the nccl backend is not built into this torch; use gloo (cuda_devices -1)"]),
         ({"trainer": {"cuda_device": 3}}, (1, "this machine has 1 CUDA device (0..0)"), True,
          ["trainer.cuda_device: CUDA device 3 is not available; this machine has 1 CUDA device (0..0)"]),
     ],
@@ -64,7 +73,7 @@ def test_each_missing_device_is_named_by_its_key(monkeypatch, config, machine, n
     monkeypatch.setattr(devices, "_machine", lambda: machine)
     monkeypatch.setattr(devices, "_nccl_built", lambda: nccl)
     with pytest.raises(ConfigurationError) as error:
-        devices.check_devices(config)
+        devices.check_devices(*settings(config))
     assert error.value.problems == expected
 
 
@@ -80,4 +89,4 @@ def test_each_missing_device_is_named_by_its_key(monkeypatch, config, machine, n
 def test_devices_the_machine_has_pass(monkeypatch, config):
     monkeypatch.setattr(devices, "_machine", lambda: (2, "this machine has 2 CUDA devices (0..1)"))
     monkeypatch.setattr(devices, "_nccl_built", lambda: True)
-    devices.check_devices(config)
+    devices.check_devices(*settings(config))

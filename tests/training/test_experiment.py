@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
-from declutr_process import run_declutr
 
 from declutr.core.errors import ConfigurationError
 from declutr.testing import tiny_declutr_config
 from declutr.training import Experiment
+from declutr.training.run import train_model
+from tests.fixtures.declutr_process import run_declutr
 
 
 def losses(run_dir):
@@ -30,7 +32,7 @@ def experiment_file(tmp_path, tiny_roberta, documents_file):
 def test_the_python_equivalent_of_declutr_train_trains_the_same_run(experiment_file, tmp_path):
     path, variables = experiment_file
     experiment = Experiment.from_file(path, overrides={"trainer.log_every": 1}, ext_vars=variables)
-    metrics = experiment.train(tmp_path / "python")
+    metrics = train_model(experiment, tmp_path / "python")
     ext_vars = [arg for key, value in variables.items() for arg in ("--ext-var", f"{key}={value}")]
     result = run_declutr("train", path, "-s", tmp_path / "cli", "--overrides", '{"trainer.log_every": 1}', *ext_vars)
     assert result.returncode == 0, result.stderr
@@ -57,3 +59,29 @@ def test_the_device_is_a_run_time_argument(experiment_file, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigurationError, match="trainer.cuda_device: CUDA device 7 is not available"):
             experiment.build(tmp_path / "run")
+
+
+def test_the_top_level_is_built_from_the_schema_without_loading_anything():
+    config = tiny_declutr_config("no/such/model", "no/such/data")  # nothing is read before build()
+    del config["random_seed"]
+    experiment = Experiment(config)
+    assert experiment.random_seed == 13 and experiment.distributed is None  # the schema's defaults
+    assert experiment.trains and experiment.cuda_device is None
+    trainer = {**config["trainer"], "cuda_device": -1}
+    experiment = Experiment({**config, "trainer": trainer, "distributed": {"cuda_devices": [-1, -1]}})
+    assert experiment.distributed.backend == "gloo" and experiment.distributed.backend_is_default
+    assert experiment.cuda_device == -1
+    assert not Experiment({**config, "trainer": {"type": "no_op"}}).trains
+    copy = pickle.loads(pickle.dumps(experiment))  # how a spawned process receives it
+    assert copy.config == experiment.config and copy.distributed.cuda_devices == [-1, -1]
+
+
+def test_from_file_validates_once(experiment_file, monkeypatch):
+    from declutr.core import construct
+
+    calls = []
+    validate = construct.validate
+    monkeypatch.setattr(construct, "validate", lambda *args, **kwargs: calls.append(1) or validate(*args, **kwargs))
+    path, variables = experiment_file
+    Experiment.from_file(path, ext_vars=variables)
+    assert len(calls) == 1
