@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS / "fixtures"))
-
-SHARED_DATA = TESTS.parent.parent / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +24,22 @@ def tiny_bert(tmp_path_factory) -> Path:
     from declutr.testing import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"), "bert")
+
+
+@pytest.fixture(scope="session")
+def roberta_tokenizer(tiny_roberta):
+    """The fast tokenizer of ``tiny_roberta``."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_roberta))
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer(tiny_bert):
+    """The fast tokenizer of ``tiny_bert``."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_bert))
 
 
 @pytest.fixture(scope="session")

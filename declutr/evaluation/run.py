@@ -193,6 +193,8 @@ def evaluate(
         raise DeclutrError("evaluate needs data_dir (SentEval's data/downstream folder) to build tasks given by name")
     else:
         built = select_tasks(tasks, data_dir, untokenized, pair_features, protocol, probing_dir)
+    if protocol != "mteb":  # one result records one protocol
+        untokenized, pair_features = (_shared_setting(built, name) for name in ("untokenized", "pair_features"))
     settings = settings or (ClassifierSettings.prototyping() if prototyping else ClassifierSettings.paper())
     results: dict[str, dict] = {}
     for task in built:
@@ -218,10 +220,8 @@ def evaluate(
             "senteval": "prototyping" if prototyping else "paper",
             **settings.describe(),
             "seed": seed,
-            "sts_text": "untokenised original/ files"
-            if _shared_setting(built, "untokenized")
-            else "SentEval tokenised files",
-            "pair_features": PAIR_FEATURES[_shared_setting(built, "pair_features")],
+            "sts_text": "untokenised original/ files" if untokenized else "SentEval tokenised files",
+            "pair_features": PAIR_FEATURES[pair_features],
             "relatedness_features": "[|u-v|, u*v]",
             "aggregate": "STS12-16 all.spearman.mean*100; STS-B/SICK-R test spearman*100 (regressor; dev: "
             "devpearson*100); classification test acc (dev: devacc); MRPC (acc+f1)/2; "
@@ -233,8 +233,7 @@ def evaluate(
 
 
 def _shared_setting(tasks: list[SentEvalTask], setting: str):
-    """The value of ``setting`` (``untokenized``, ``pair_features``) that all ``tasks`` share: one
-    result records one protocol."""
+    """The value of ``setting`` (``untokenized``, ``pair_features``) that all ``tasks`` share."""
     values = {getattr(task, setting) for task in tasks}
     if len(values) != 1:
         raise DeclutrError(f"the tasks differ in {setting} ({sorted(map(str, values))}); evaluate them separately")

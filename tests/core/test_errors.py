@@ -6,11 +6,11 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from declutr_process import run_declutr
 
 from declutr.core.construct import build
 from declutr.core.errors import ConfigurationError, DeclutrError
 from declutr.core.registrable import Registrable
+from tests.fixtures.declutr_process import run_declutr
 
 PLUGIN = """
 from declutr.core.errors import DeclutrError

@@ -4,10 +4,10 @@ file would give them."""
 from __future__ import annotations
 
 import pytest
-from datahelpers import SMALL_SAMPLER
 
 from declutr.core import build
 from declutr.data import DataLoader, DatasetReader
+from tests.data.datahelpers import SMALL_SAMPLER
 
 
 @pytest.fixture

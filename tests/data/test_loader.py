@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from datahelpers import write_jsonl, write_lines
 
 from declutr.core import DeclutrError
 from declutr.data import index as index_module
+from tests.data.datahelpers import write_jsonl, write_lines
 
 
 def assert_batches_equal(first: list[dict], second: list[dict]) -> None:

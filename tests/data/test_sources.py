@@ -5,11 +5,11 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from datahelpers import write_jsonl, write_lines
 
 from declutr.core import ConfigurationError, DeclutrError, build
 from declutr.data import DocumentSource
 from declutr.data.sources import EMPTY, OK, UNDECODABLE
+from tests.data.datahelpers import write_jsonl, write_lines
 
 
 def read(config, path):

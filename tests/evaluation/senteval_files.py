@@ -12,22 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-FILLER = [
-    "the",
-    "a",
-    "river",
-    "house",
-    "garden",
-    "letter",
-    "morning",
-    "night",
-    "window",
-    "horse",
-    "ship",
-    "captain",
-    "village",
-    "doctor",
-]
+from declutr.testing import WORDS
+
+#: filler words from declutr.testing's word list: "the", "a", "river" ... "captain", "village", "doctor"
+FILLER = [*WORDS[:2], *WORDS[-20:-10], *WORDS[-5:-3]]
 
 
 def _sentence(rng: random.Random, *markers: str, length: int = 6) -> str:

@@ -9,13 +9,13 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import bag_of_words
 
 from declutr.commands import main
 from declutr.core.errors import DeclutrError
 from declutr.evaluation import evaluate, format_table
 from declutr.evaluation.mteb import MTEB_TASKS, mteb_subsets, mteb_task, pooled_scores
 from declutr.testing import normalizing_sentence_transformers_copy
+from tests.evaluation.evalhelpers import bag_of_words
 
 STS12_SUBSETS = ("MSRpar", "MSRvid", "SMTeuroparl", "surprise.OnWN", "surprise.SMTnews")
 

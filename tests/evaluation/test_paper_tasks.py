@@ -8,15 +8,14 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import FAST, bag_of_words
-from senteval_files import PROBING_COUNTS, PROBING_LABELS, SNLI_LABELS, coco_split
-from test_tasks import Recorder
 
 from declutr.core.errors import DeclutrError
 from declutr.evaluation import GROUPS, PROBING_TASKS, classifiers, evaluate, format_table, groups, parse_tasks
 from declutr.evaluation.classifiers import L2_GRID
 from declutr.evaluation.run import aggregate, aggregate_dev, task_score
 from declutr.evaluation.tasks import PROBING_FILES, SentEvalTask
+from tests.evaluation.evalhelpers import FAST, Recorder, bag_of_words
+from tests.evaluation.senteval_files import PROBING_COUNTS, PROBING_LABELS, SNLI_LABELS, coco_split
 
 
 def task(name, senteval_dir, **kwargs):

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FAST, bag_of_words
 
 from declutr.core.errors import DeclutrError
 from declutr.evaluation import (
@@ -14,19 +13,10 @@ from declutr.evaluation import (
     evaluate,
     format_table,
     parse_tasks,
+    select_tasks,
 )
 from declutr.evaluation.tasks import SentEvalTask
-
-
-class Recorder:
-    """Records every text it embeds (to check parsing), embeds with a bag of words."""
-
-    def __init__(self):
-        self.texts: list[str] = []
-
-    def __call__(self, texts):
-        self.texts.extend(texts)
-        return bag_of_words(texts)
+from tests.evaluation.evalhelpers import FAST, Recorder, bag_of_words
 
 
 def test_every_downstream_task_runs_with_senteval_fields(all_results):
@@ -152,3 +142,16 @@ def test_user_errors(senteval_dir, tmp_path):
         (broken / f"sentiment-{split}").write_text("7 a sentence\n", encoding="utf-8")
     with pytest.raises(DeclutrError, match="label 7 outside"):
         evaluate(bag_of_words, "SST5", tmp_path, settings=FAST)
+
+
+def test_evaluate_runs_the_tasks_select_tasks_built(senteval_dir):
+    built = select_tasks("STS12,MRPC", senteval_dir, pair_features="full")
+    assert [task.name for task in built] == ["STS12", "MRPC"]
+    result = evaluate(bag_of_words, built, settings=FAST, seed=3)
+    assert result == evaluate(bag_of_words, "STS12,MRPC", senteval_dir, settings=FAST, seed=3, pair_features="full")
+    assert result["protocol"]["pair_features"] == "[u, v, |u-v|, u*v]"
+    with pytest.raises(DeclutrError, match="evaluate needs data_dir"):
+        evaluate(bag_of_words, "STS12")
+    mixed = [*built, *select_tasks("MRPC", senteval_dir)]
+    with pytest.raises(DeclutrError, match="the tasks differ in pair_features"):
+        evaluate(bag_of_words, mixed, settings=FAST)

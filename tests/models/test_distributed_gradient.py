@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from declutr_process import free_port
-from modelhelpers import make_batch
+
+from tests.fixtures.declutr_process import free_port
+from tests.models.modelhelpers import make_batch
 
 WORLD_SIZE = 2
 ANCHORS = [

@@ -12,17 +12,17 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from declutr_process import run_declutr
-from modelhelpers import make_batch
-from test_distributed_gradient import ANCHORS as GATHER_ANCHORS
-from test_distributed_gradient import POSITIVES as GATHER_POSITIVES
-from test_distributed_gradient import build_model as build_gather_model
-from test_distributed_gradient import free_port, local_batch
 
 from declutr.core.construct import build
 from declutr.core.errors import ConfigurationError
 from declutr.models import Model
 from declutr.testing import make_tiny_model, tiny_declutr_config, train_tiny, write_documents
+from tests.fixtures.declutr_process import run_declutr
+from tests.models.modelhelpers import make_batch
+from tests.models.test_distributed_gradient import ANCHORS as GATHER_ANCHORS
+from tests.models.test_distributed_gradient import POSITIVES as GATHER_POSITIVES
+from tests.models.test_distributed_gradient import build_model as build_gather_model
+from tests.models.test_distributed_gradient import free_port, local_batch
 
 ANCHORS = [
     "The captain came back.",

@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from declutr_process import free_port
-from modelhelpers import make_batch
 
 from declutr.core.construct import build
 from declutr.core.errors import ConfigurationError
 from declutr.models import DeclutrModel, Model
+from tests.fixtures.declutr_process import free_port
+from tests.models.modelhelpers import make_batch
 
 WORLD_SIZE = 2
 ANCHORS = [  # different lengths, so the length-sorted sub-batches reorder the rows

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from modelhelpers import ANCHORS, make_batch, tokenize
 
 from declutr.core.construct import Lazy, build
 from declutr.core.errors import ConfigurationError
@@ -14,6 +13,7 @@ from declutr.models import DeclutrModel, ISBERTModel, Model, SimCSEModel
 from declutr.models.model import mean_per_anchor
 from declutr.modules import TextEncoder, TransformerEncoder
 from declutr.modules.encoders import is_checkpointing
+from tests.models.modelhelpers import ANCHORS, make_batch, tokenize
 
 
 def declutr_model(path, tokenizer, **config) -> DeclutrModel:

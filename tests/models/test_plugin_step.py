@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from declutr_process import run_declutr
-from modelhelpers import make_batch
 
 from declutr.core.construct import build
 from declutr.core.registrable import Registrable
 from declutr.models import Model
 from declutr.testing import tiny_declutr_config, write_documents
+from tests.fixtures.declutr_process import run_declutr
+from tests.models.modelhelpers import make_batch
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 

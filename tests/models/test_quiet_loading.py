@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from declutr_process import run_declutr
+
+from declutr.testing import tiny_declutr_config
+from tests.fixtures.declutr_process import run_declutr
 
 
 @pytest.fixture(scope="module")
@@ -20,21 +22,9 @@ def headless(tiny_roberta, tmp_path_factory):
     return directory
 
 
-def config(tmp_path, model, data, **top):
-    experiment = {
-        "dataset_reader": {
-            "type": "declutr",
-            "tokenizer": {"model_name": str(model)},
-            "span_sampler": {"num_anchors": 1, "num_positives": 1, "min_span_len": 8, "max_span_len": 16},
-        },
-        "train_data_path": str(data),
-        "data_loader": {"batch_size": 2},
-        "model": {"type": "declutr", "encoder": {"model_name": str(model)}},
-        "trainer": {"max_steps": 1, "show_progress": False, "checkpoint_every": None},
-        **top,
-    }
+def config(tmp_path, model, data):
     path = tmp_path / "exp.json"
-    path.write_text(json.dumps(experiment))
+    path.write_text(json.dumps(tiny_declutr_config(model, data, max_steps=1)))
     return path
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from modelhelpers import make_batch
 
 from declutr.core.construct import build
 from declutr.models import Model
 from declutr.modules import encoders
 from declutr.modules.batching import SubBatches, extents, in_sub_batches, plan_sub_batches
+from tests.models.modelhelpers import make_batch
 
 # Lengths from 3 to 40 tokens, so sub-batching actually splits and trims.
 ANCHORS = [

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from declutr_process import run_declutr
 
 from declutr.training.callbacks import EarlyStopping, NanGuard, TrainingError
+from tests.fixtures.declutr_process import run_declutr
 
 CONFIG = """
 local m = std.extVar("M");

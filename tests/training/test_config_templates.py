@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from declutr_process import run_declutr
+
+from tests.fixtures.declutr_process import run_declutr
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training_config"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch.distributed
-from declutr_process import free_port, run_declutr, tiny_model_without_dropout
+
+from tests.fixtures.declutr_process import free_port, run_declutr, tiny_model_without_dropout
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from declutr_process import run_declutr
 from safetensors.torch import load_file
+
+from tests.fixtures.declutr_process import run_declutr
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from declutr_process import run_declutr
 
 from declutr.testing import tiny_declutr_config
 from declutr.training import Experiment
 from declutr.training.run import set_seeds
+from tests.fixtures.declutr_process import run_declutr
 
 #: the Tensor methods that copy a value to the host (each waits for the device on CUDA)
 HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__index__", "__bool__")

@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-from modelhelpers import ANCHORS, make_batch, tokenize
 
 from declutr.core.construct import build
 from declutr.io.export import POOLING_CONFIG, POOLING_WEIGHTS, load_embedding_model
 from declutr.models import Model
 from declutr.models.model import mean_per_anchor
+from tests.models.modelhelpers import ANCHORS, make_batch, tokenize
 
 TEXTS = [*ANCHORS, "winter", "The doctor and the captain went to the church on the island before the night came."]
 

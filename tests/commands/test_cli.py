@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from declutr_process import run_declutr
+
+from tests.fixtures.declutr_process import run_declutr
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "plugin_pkg"
 
