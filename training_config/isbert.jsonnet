@@ -4,7 +4,7 @@
 //   declutr train training_config/isbert.jsonnet -s runs/isbert-nli \
 //     --overrides '{"train_data_path": "data/nli_sentences.txt"}'
 // Values marked "reference code" come from the authors' training script and trainer
-// (github.com/yanzhangnlp/IS-BERT), not from METHOD.md or the paper's text.
+// (github.com/yanzhangnlp/IS-BERT), not from the paper's text.
 local lib = import "lib/declutr.libsonnet";
 
 lib.isbert {
@@ -16,7 +16,7 @@ lib.isbert {
     out_channels: 256,           // reference code: 256 filters per window size (768 in all)
     // reference code: no activation after the convolutions (models/CNN.py returns conv(x)), so
     // this follows the code that produced the published numbers; "relu" gives the ReLU of
-    // METHOD.md's description of the paper (docs/configs.md).
+    // the paper's description (Zhang et al., EMNLP 2020) (docs/configs.md).
     cnn_activation: null,
 
     batch_size: 32,              // reference code

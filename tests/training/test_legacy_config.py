@@ -1,4 +1,4 @@
-"""Experiment files of the reference implementation (AllenNLP 1.1 schema, METHOD.md §5):
+"""Experiment files of the reference implementation (AllenNLP 1.1 schema, github.com/JohnGiorgi/DeCLUTR):
 translated to declutr's schema, every translated key printed, and trained through the CLI."""
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_optimizer_from_config_with_the_papers_settings():
 
 
 def slanted_triangular(t, total, cut_frac=0.1, ratio=32):
-    """METHOD.md §1.4, with the rate never below lr / ratio."""
+    """ULMFiT's slanted triangular schedule (Howard & Ruder 2018) as the DeCLUTR reference uses it, never below lr / ratio."""
     cut = int(total * cut_frac)
     p = t / cut if t < cut else 1 - (t - cut) / (cut * (1 / cut_frac - 1))
     return (1 + max(p, 0.0) * (ratio - 1)) / ratio

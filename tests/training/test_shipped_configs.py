@@ -1,4 +1,4 @@
-"""Every shipped experiment in training_config/: the published hyperparameters (METHOD.md), the
+"""Every shipped experiment in training_config/: the published hyperparameters (the papers and reference code), the
 model and data changeable from the command line, and a few real training steps through the CLI
 on a tiny local model."""
 
@@ -59,7 +59,7 @@ def test_the_expected_configs_are_shipped():
 
 
 def assert_declutr_paper_values(config: dict, model: str) -> None:
-    """METHOD.md §1.2-1.4: the DeCLUTR paper's settings."""
+    """The DeCLUTR paper's settings (Giorgi et al., ACL 2021, and its reference configs)."""
     reader, trainer = config["dataset_reader"], config["trainer"]
     assert reader["type"] == "declutr" and reader["tokenizer"] == {"model_name": model, "max_length": None}
     assert reader["span_sampler"] == {
@@ -195,7 +195,7 @@ def test_untrained_baselines(name, pooler):
 
 
 def test_simcse_configs():
-    """METHOD.md §2."""
+    """SimCSE (Gao et al., EMNLP 2021) and its reference code."""
     unsup, sup = resolve("simcse_unsup.jsonnet"), resolve("simcse_sup.jsonnet")
     for config in (unsup, sup):
         assert config["model"]["type"] == "simcse"
@@ -234,7 +234,7 @@ def test_simcse_selects_on_sts_b_dev_when_senteval_data_is_given(monkeypatch, tm
 
 
 def test_isbert_config():
-    """METHOD.md §3 (and the reference code's training settings)."""
+    """IS-BERT (Zhang et al., EMNLP 2020) and the reference code's training settings."""
     config = resolve("isbert.jsonnet")
     assert config["dataset_reader"]["type"] == "isbert"
     assert config["model"]["type"] == "isbert"
