@@ -152,3 +152,17 @@ def test_outputs_that_would_replace_or_enter_an_input_are_refused(tiny_run, tmp_
         merge_models(run, None, 1.5, tmp_path / "out")
     assert merge_models(run, None, 0.5, run / "merged") == run / "merged"  # beside model/, inside the run: fine
     shutil.rmtree(run / "merged")
+
+
+def test_a_projection_head_used_at_inference_is_kept_from_the_trained_model(tiny_roberta, documents_file, tmp_path):
+    config = tiny_declutr_config(tiny_roberta, documents_file, max_steps=2)
+    config["model"]["feedforward"] = {"hidden_dims": [16], "at_inference": True}
+    train_tiny(config, tmp_path / "run")
+    interpolation = Interpolation(tmp_path / "run")
+    assert "kept from the trained model: its projection head (declutr_pooling.safetensors)" in interpolation.summary()
+    merged = interpolation.save(1.0, tmp_path / "merged")
+    weights = "declutr_pooling.safetensors"
+    assert (merged / weights).read_bytes() == (tmp_path / "run" / "model" / weights).read_bytes()
+    assert weights in json.loads((merged / MERGE_RECORD).read_text())["kept_from_trained"]
+    vectors = Encoder(merged).embed(TEXTS)
+    assert vectors.shape == (2, 16) and np.array_equal(vectors, Encoder(tmp_path / "run").embed(TEXTS))
