@@ -142,7 +142,7 @@ def format_sweep(result: dict) -> str:
         ]
         table.append([f"{row['alpha']:g}{' *' if row['alpha'] == result['best_alpha'] else ''}", *cells])
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
+    lines = ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)).rstrip() for line in table]
     lines.append(f"selected alpha {result['best_alpha']:g} by {result['select']} (*)")
     return "\n".join(lines)
 
@@ -274,8 +274,10 @@ def _encoder_embedder(export: Path, device: str | None, batch_size: int) -> Call
     """``embedder(state_dict)``: the trained export's Encoder (its tokenizer and pooling) with the
     transformer's weights replaced, the same computation as ``Encoder(OUT)`` on the written merge."""
     from declutr.inference.encoder import Encoder
+    from declutr.io.merge import quiet_loading
 
-    encoder = Encoder(export, device=device, batch_size=batch_size)
+    with quiet_loading():  # transformers' report of the unused masked-LM head, said once already
+        encoder = Encoder(export, device=device, batch_size=batch_size)
 
     def embedder(state: dict) -> Callable:
         missing, unexpected = encoder.model.load_state_dict(state, strict=False)

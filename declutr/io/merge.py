@@ -103,7 +103,7 @@ def _transformer_folder(model: str) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
+def quiet_loading() -> Iterator[None]:
     """transformers' load reports and progress bars off (the merge says what it matched in one place);
     also while saving, which shows a progress bar too."""
     from transformers.utils import logging as transformers_logging
@@ -124,7 +124,7 @@ def _load(
     """``(model in eval mode, names of tensors the checkpoint lacked)``, float32."""
     kwargs = {dtype_kwarg(): torch.float32, **({"revision": revision} if revision else {})}
     try:
-        with _quiet_loading():
+        with quiet_loading():
             model, loading = auto.from_pretrained(source, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -268,7 +268,7 @@ class Interpolation:
                         shutil.copytree(item, staging / item.name)
                     else:
                         shutil.copy2(item, staging / item.name)
-                with _quiet_loading():
+                with quiet_loading():
                     self.model.save_pretrained(str(staging), safe_serialization=True)
                 record = json.dumps(self.record(alpha, **extra), indent=2) + "\n"
                 (staging / MERGE_RECORD).write_text(record, encoding="utf-8")
