@@ -1,4 +1,9 @@
-"""``declutr evaluate MODEL --tasks T1,T2 --data-dir DIR``: SentEval-compatible evaluation."""
+"""``declutr evaluate MODEL``: SentEval/MTEB tasks (``--tasks T1,T2 --data-dir DIR``) and/or
+same-document retrieval on held-out documents (``--documents FILE``), on one cached encoder.
+
+Every input is checked before the model loads; each evaluation then adds its table to the
+output and its results to the JSON file (another evaluation plugs in the same way: check its
+input in ``command``, score it with ``embed``, add a table and a key)."""
 
 from __future__ import annotations
 
@@ -11,14 +16,14 @@ from declutr.commands import precision_option
 @click.argument("model")
 @click.option(
     "--tasks",
-    required=True,
+    default=None,
     metavar="T1,T2,...",
     help="SentEval task names (STS12..STS16, STSBenchmark, SICKRelatedness, MR, CR, SUBJ, MPQA, SST2, "
     "SST5, TREC, MRPC, SICKEntailment, SNLI, ImageCaptionRetrieval, Length, WordContent, Depth, "
     "TopConstituents, BigramShift, Tense, SubjNumber, ObjNumber, OddManOut, CoordinationInversion) "
     "or a group: downstream (18 tasks), probing (10), all.",
 )
-@click.option("--data-dir", required=True, type=click.Path(), help="SentEval's data/downstream folder.")
+@click.option("--data-dir", default=None, type=click.Path(), help="SentEval's data/downstream folder (with --tasks).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON here.")
 @click.option(
     "--prototyping", is_flag=True, help="SentEval's faster classifier settings (5 folds, RMSprop, batch 128)."
@@ -59,6 +64,38 @@ from declutr.commands import precision_option
     help="L2-normalise the embeddings, or use the raw pooled vectors (default: the model's own, i.e. "
     "normalised when its sentence-transformers modules.json lists Normalize).",
 )
+@click.option(
+    "--documents",
+    type=click.Path(),
+    default=None,
+    help="Held-out documents for same-document retrieval (METHOD.md §6), in any format training reads: "
+    "text (one document per line), JSON lines or CSV with a text field, a folder or a glob; .gz too.",
+)
+@click.option(
+    "--passage-words", type=click.IntRange(min=1), default=64, show_default=True, help="Words per passage (w)."
+)
+@click.option(
+    "--pairs-per-document",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="At most this many query/candidate pairs per document (P); a document gives min(P, words // (4 w)).",
+)
+@click.option(
+    "--mode",
+    "modes",
+    default="near,far",
+    show_default=True,
+    metavar="near,far",
+    help="near: adjacent passages at a segment's middle; far: passages at its first and third quarters.",
+)
+@click.option("--no-bm25", is_flag=True, help="Leave out the BM25 rows of the same-document table.")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Encode everything again: neither read nor write the embedding cache ($DECLUTR_CACHE, default "
+    "~/.cache/declutr/embeddings, keyed by the model's files, the embedding settings and the texts).",
+)
 @precision_option
 def command(
     model,
@@ -75,39 +112,111 @@ def command(
     probing_dir,
     protocol,
     normalize,
+    documents,
+    passage_words,
+    pairs_per_document,
+    modes,
+    no_bm25,
+    no_cache,
     precision,
 ):
-    """Score MODEL (a run directory, an exported model or a Hugging Face checkpoint) on SentEval tasks."""
+    """Score MODEL (a run directory, an exported model or a Hugging Face checkpoint) on SentEval
+    tasks (--tasks) and/or by same-document retrieval on held-out documents (--documents)."""
     import json
     import time
     from pathlib import Path
 
-    from declutr.evaluation.run import evaluate, format_table, select_tasks
+    from declutr.core.atomic import atomic_write_text
+    from declutr.core.errors import DeclutrError
 
-    # the task names and data files are checked before the model loads
-    selected = select_tasks(
-        tasks,
-        data_dir,
-        untokenized=untokenized,
-        pair_features=pair_features,
-        protocol=protocol,
-        probing_dir=probing_dir,
-    )
-    from declutr.inference.encoder import Encoder
+    if not tasks and not documents:
+        raise DeclutrError(
+            "nothing to evaluate: give --tasks (SentEval or MTEB tasks, with --data-dir) and/or --documents "
+            "(held-out documents for same-document retrieval)"
+        )
+    # every input is checked before the model loads
+    selected = prepared = None
+    if tasks:
+        from declutr.evaluation.run import select_tasks
 
-    encoder = Encoder(
-        model, device=device, batch_size=batch_size, pooler=pooler, normalize=normalize, precision=precision
+        if data_dir is None:
+            raise DeclutrError("--tasks needs --data-dir (SentEval's data/downstream folder)")
+        selected = select_tasks(
+            tasks,
+            data_dir,
+            untokenized=untokenized,
+            pair_features=pair_features,
+            protocol=protocol,
+            probing_dir=probing_dir,
+        )
+    if documents:
+        from declutr.evaluation.same_document import prepare_same_document
+
+        prepared = prepare_same_document(
+            documents,
+            passage_words=passage_words,
+            pairs_per_document=pairs_per_document,
+            modes=[mode.strip() for mode in modes.split(",") if mode.strip()],
+        )
+    from declutr.inference.cache import CachedEncoder
+
+    embed = CachedEncoder(
+        model,
+        enabled=not no_cache,
+        device=device,
+        batch_size=batch_size,
+        pooler=pooler,
+        normalize=normalize,
+        precision=precision,
     )
     started = time.perf_counter()
+    results: dict = {}
+    tables = []
+    if selected is not None:
+        from declutr.evaluation.run import evaluate, format_table
 
-    def progress(name, result, seconds):
-        click.echo(f"{name}: done in {seconds:.1f}s", err=True)
+        def progress(name, result, seconds):
+            click.echo(f"{name}: done in {seconds:.1f}s", err=True)
 
-    results = evaluate(encoder, selected, seed=seed, prototyping=prototyping, on_task=progress, protocol=protocol)
+        results = evaluate(embed, selected, seed=seed, prototyping=prototyping, on_task=progress, protocol=protocol)
+        tables.append(format_table(results))
+    if prepared is not None:
+        results["same_document"] = _same_document(embed, prepared, model, documents, not no_bm25)
+        tables.append(results["same_document"]["table"])
     results["model"] = str(model)
     results["seconds"] = round(time.perf_counter() - started, 1)
-    click.echo(format_table(results))
+    results["cache"] = _cache_summary(embed)
+    click.echo("\n\n".join(tables))
+    if embed.enabled:
+        click.echo(
+            f"embeddings: {embed.hits} call(s) from the cache, {embed.misses} encoded ({embed.directory})", err=True
+        )
     if output:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(output, json.dumps(results, indent=2) + "\n")
         click.echo(f"results written to {output}", err=True)
+
+
+def _same_document(embed, prepared: dict, model: str, documents: str, bm25: bool) -> dict:
+    """Same-document retrieval of ``embed`` (and BM25) on pairs cut already: results, protocol, table."""
+    from declutr.evaluation.run import embedding_protocol
+    from declutr.evaluation.same_document import display_name, format_same_document, protocol, score_same_document
+
+    pairs = next(iter(prepared.values()))
+    results = score_same_document(embed, prepared, bm25=bm25)
+    return {
+        "results": results,
+        "protocol": {
+            **protocol(pairs.passage_words, pairs.pairs_per_document, str(documents)),
+            **embedding_protocol(embed),
+        },
+        "table": format_same_document(results, display_name(model)),
+    }
+
+
+def _cache_summary(embed) -> dict:
+    return {
+        "directory": None if embed.directory is None else str(embed.directory),
+        "calls_from_cache": embed.hits,
+        "calls_encoded": embed.misses,
+    }
