@@ -73,35 +73,28 @@ def sweep(
     interpolation: Any,
     alphas: Sequence[float],
     embedder: Callable[[dict], Callable],
-    documents: str | None = None,
+    passages: dict | None = None,
     sts_pairs: tuple | None = None,
     select: str = "near_mrr",
-    passage_words: int = 64,
-    pairs_per_document: int = 4,
     on_alpha: Callable[[dict], None] | None = None,
 ) -> dict[str, Any]:
     """Score every alpha; ``{"select", "best_alpha", "rows": [{"alpha", "near", "far", "stsb"}], "bm25"}``.
 
     ``embedder(state_dict)`` returns an ``embed(texts) -> [N, D]`` function of the transformer
-    holding those weights. Same-document retrieval figures are ``{mode: {"model": ..., ...}}``
-    per row (BM25, which does not depend on alpha, once); STS-B dev is cosine Spearman x 100.
-    The best row by ``select`` wins (the first of equals)."""
+    holding those weights; ``passages`` are held-out documents cut by
+    ``declutr.evaluation.same_document.prepare_same_document`` (near and far), ``sts_pairs`` STS-B
+    dev from :func:`stsb_dev_pairs`. Same-document retrieval figures are ``{mode: {"model": ...,
+    "queries": ...}}`` per row (BM25, which does not depend on alpha, scored once); STS-B dev is
+    cosine Spearman x 100. The best row by ``select`` wins (the first of equals)."""
     rows, bm25 = [], None
     for alpha in alphas:
         started = time.perf_counter()
         embed = embedder(interpolation.state_dict(alpha))
         row: dict[str, Any] = {"alpha": alpha}
-        if documents is not None:
-            from declutr.evaluation.same_document import evaluate_same_document
+        if passages is not None:
+            from declutr.evaluation.same_document import score_same_document
 
-            result = evaluate_same_document(
-                embed,
-                documents,
-                passage_words=passage_words,
-                pairs_per_document=pairs_per_document,
-                modes=MODES,
-                bm25=bm25 is None,
-            )
+            result = score_same_document(embed, passages, bm25=bm25 is None)
             if bm25 is None:
                 bm25 = {mode: result[mode].get("bm25") for mode in MODES}
             for mode in MODES:
@@ -165,8 +158,6 @@ def _check_sweep_options(alpha, sweep_spec, documents, sts_dir, select):
         raise DeclutrError("--select stsb needs --sts-dir (SentEval's data folder)")
     if select != "stsb" and not documents:
         raise DeclutrError(f"--select {select} needs --documents FILE")
-    if documents and not Path(documents).exists():
-        raise DeclutrError(f"--documents {documents} does not exist")
     return parse_alphas(sweep_spec), select
 
 
@@ -240,8 +231,13 @@ def command(
     start_name = start_from_run(trained) if start is None else start
     check_output(output, export, run_dir, start_name, replace=force)
     sts_pairs = stsb_dev_pairs(sts_dir) if alphas and sts_dir else None
-    if alphas and documents:
-        import declutr.evaluation.same_document  # noqa: F401  (fails here, before any model loads)
+    passages = None
+    if alphas and documents:  # cut (and checked) before any model loads
+        from declutr.evaluation.same_document import prepare_same_document
+
+        passages = prepare_same_document(
+            documents, passage_words=passage_words, pairs_per_document=pairs_per_document, modes=MODES
+        )
 
     click.echo(f"merging {export} with {start_name}", err=True)
     interpolation = Interpolation(trained, start)
@@ -253,18 +249,17 @@ def command(
             interpolation,
             alphas,
             _encoder_embedder(export, device, batch_size),
-            documents=documents,
+            passages=passages,
             sts_pairs=sts_pairs,
             select=select,
-            passage_words=passage_words,
-            pairs_per_document=pairs_per_document,
             on_alpha=lambda row: click.echo(f"alpha {row['alpha']:g}: done in {row['seconds']:.1f}s", err=True),
         )
         click.echo(format_sweep(result))
         alpha = result["best_alpha"]
         extra["sweep"] = {
             **result,
-            **{name: str(Path(v).resolve()) for name, v in (("documents", documents), ("sts_dir", sts_dir)) if v},
+            **{name: v for name, v in (("documents", documents), ("sts_dir", sts_dir)) if v},
+            **({"passage_words": passage_words, "pairs_per_document": pairs_per_document} if documents else {}),
         }
     interpolation.save(alpha, output, replace=force, **extra)
     click.echo(f"merged model (alpha {alpha:g}) written to {output}", err=True)

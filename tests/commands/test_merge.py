@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -16,7 +13,7 @@ from declutr.commands import main
 from declutr.commands.merge import format_sweep, stsb_dev_pairs, stsb_score, sweep
 from declutr.inference import Encoder
 from declutr.io.merge import MERGE_RECORD, Interpolation
-from declutr.testing import tiny_declutr_config, train_tiny
+from declutr.testing import tiny_declutr_config, train_tiny, write_documents
 from tests.evaluation.senteval_files import write_all
 from tests.fixtures.declutr_process import run_declutr
 
@@ -87,6 +84,17 @@ def test_option_mistakes_are_one_line_before_any_model_loads(run, tmp_path, args
     assert "merging" not in result.stderr and not (tmp_path / "merged").exists()
 
 
+def test_held_out_documents_too_short_are_one_line_before_any_model_loads(run, tmp_path):
+    documents = tmp_path / "short.txt"
+    documents.write_text("A short document.\nAnother one.\n")
+    result = CliRunner().invoke(
+        main, ["merge", str(run), "--sweep", "0,1", "--documents", str(documents), "-o", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1 and str(documents) in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "merging" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_sweep_on_sts_b_dev_keeps_the_best_alpha(run, sts_dir, tmp_path):
     result = run_declutr("merge", run, "--sweep", "0,0.5,1", "--sts-dir", sts_dir, "-o", tmp_path / "best")
     assert result.returncode == 0, result.stderr
@@ -104,28 +112,19 @@ def test_sweep_on_sts_b_dev_keeps_the_best_alpha(run, sts_dir, tmp_path):
     assert stsb_score(Encoder(run).embed, pairs) == pytest.approx(rows[-1]["stsb"], abs=1e-6)
 
 
-def test_sweep_selects_by_same_document_retrieval_and_scores_bm25_once(run, monkeypatch):
-    """With a stand-in for ``declutr.evaluation.same_document`` (its figures made from the embeddings)."""
+def test_sweep_selects_by_the_chosen_figure_and_scores_bm25_once(run, monkeypatch, tmp_path):
+    from declutr.evaluation import same_document
+
     calls = []
+    score = same_document.score_same_document
 
-    def evaluate_same_document(embed, documents, *, passage_words, pairs_per_document, modes, bm25):
+    def counted(embed, passages, *, bm25=True):
         calls.append(bm25)
-        vectors = embed(["one passage of a document", "another passage of it"])
-        figure = float(np.abs(vectors).mean())
-        rank = {"recall@1": figure, "recall@10": 1.0, "mrr": figure / 2, "ndcg@10": figure}
-        return {
-            mode: {
-                "queries": 2,
-                "skipped_documents": 0,
-                "model": {**rank, "alignment": 1.0, "uniformity": -2.0},
-                **({"bm25": {"recall@1": 0.25, "recall@10": 1.0, "mrr": 0.5, "ndcg@10": 0.6}} if bm25 else {}),
-            }
-            for mode in modes
-        }
+        return score(embed, passages, bm25=bm25)
 
-    fake = types.ModuleType("declutr.evaluation.same_document")
-    fake.evaluate_same_document = evaluate_same_document
-    monkeypatch.setitem(sys.modules, "declutr.evaluation.same_document", fake)
+    monkeypatch.setattr(same_document, "score_same_document", counted)
+    documents = write_documents(tmp_path / "heldout.jsonl", count=6, words=600)
+    passages = same_document.prepare_same_document(documents, passage_words=32)
     interpolation = Interpolation(run)
     encoder = Encoder(run / "model")
 
@@ -133,11 +132,34 @@ def test_sweep_selects_by_same_document_retrieval_and_scores_bm25_once(run, monk
         encoder.model.load_state_dict(state, strict=False)
         return encoder.embed
 
-    result = sweep(interpolation, [0.0, 0.5, 1.0], embedder, documents=["a document"], select="far_mrr")
+    result = sweep(interpolation, [0.0, 0.5, 1.0], embedder, passages=passages, select="far_mrr")
     assert calls == [True, False, False]
     figures = [row["far"]["model"]["mrr"] for row in result["rows"]]
-    assert result["best_alpha"] == [0.0, 0.5, 1.0][int(np.argmax(figures))]
+    assert result["best_alpha"] == [0.0, 0.5, 1.0][figures.index(max(figures))]
     table = format_sweep(result).splitlines()
     assert table[0].split() == ["alpha", "near", "R@1", "near", "MRR", "far", "R@1", "far", "MRR"]
-    assert table[1].split() == ["BM25", "0.2500", "0.5000", "0.2500", "0.5000"]
+    bm25 = result["bm25"]
+    assert table[1].split() == ["BM25", *(f"{bm25[m][k]:.4f}" for m in ("near", "far") for k in ("recall@1", "mrr"))]
+    assert sum(line.split()[1] == "*" for line in table[2:5]) == 1
     assert table[-1] == f"selected alpha {result['best_alpha']:g} by far_mrr (*)"
+
+
+def test_sweep_on_held_out_documents_prints_bm25_and_keeps_the_best(run, sts_dir, tmp_path):
+    from declutr.evaluation.same_document import evaluate_same_document
+
+    documents = write_documents(tmp_path / "heldout.jsonl", count=6, words=600)
+    args = ("--documents", documents, "--passage-words", "32", "--sts-dir", sts_dir)
+    result = run_declutr("merge", run, "--sweep", "0,0.5,1", *args, "-o", tmp_path / "best")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["alpha", "near", "R@1", "near", "MRR", "far", "R@1", "far", "MRR", "STS-B", "dev"]
+    assert lines[1].split()[0] == "BM25" and len(lines[1].split()) == 5
+    assert lines[-1].endswith("by near_mrr (*)")
+    record = json.loads((tmp_path / "best" / MERGE_RECORD).read_text())
+    rows = record["sweep"]["rows"]
+    best = max(rows, key=lambda row: row["near"]["model"]["mrr"])
+    assert record["alpha"] == best["alpha"]
+    again = evaluate_same_document(Encoder(tmp_path / "best").embed, str(documents), passage_words=32, bm25=False)
+    for mode in ("near", "far"):
+        for name, value in again[mode]["model"].items():
+            assert best[mode]["model"][name] == pytest.approx(value, abs=1e-6), (mode, name)
