@@ -223,6 +223,10 @@ def test_cache_hit_encodes_nothing(tiny_bert, tmp_path):
     assert again(texts[:2]).shape == (2, vectors.shape[1]) and again.encoded_texts == 2
     normalized = CachedEncoder(tiny_bert, cache_directory=tmp_path, device="cpu", normalize=True)
     assert normalized.directory != again.directory
+    first.path(texts).write_bytes(b"not an array")  # a damaged entry is encoded again and rewritten
+    repaired = CachedEncoder(tiny_bert, cache_directory=tmp_path, device="cpu")
+    assert np.array_equal(repaired(texts), vectors) and repaired.encoded_texts == 3
+    assert np.array_equal(np.load(first.path(texts)), vectors)
     off = CachedEncoder(tiny_bert, cache_directory=tmp_path / "off", device="cpu", enabled=False)
     assert off(texts) == pytest.approx(vectors) and off.encoded_texts == 3 and not (tmp_path / "off").exists()
 
