@@ -61,6 +61,8 @@ class ProgressBar(Callback):
 
     def __init__(self):
         self.bar = None
+        self.shown: dict[str, Any] = {}  # the last logged figures
+        self.selection: dict[str, str] = {}  # the last validation figures, shown beside them
 
     def on_start(self, trainer) -> None:
         if trainer.is_primary and trainer.show_progress:
@@ -84,7 +86,16 @@ class ProgressBar(Callback):
         skipped = sum(v for k, v in trainer.data_loader_stats().items() if k.startswith("documents_skipped"))
         if skipped:
             shown["skipped"] = skipped
-        self.bar.set_postfix(shown, refresh=False)
+        self.shown = shown
+        self.bar.set_postfix({**shown, **self.selection}, refresh=False)
+
+    def on_validation(self, trainer, metrics) -> None:
+        """Show the validation loss and each scoring callback's selection ``metric`` from now on."""
+        if self.bar is None:
+            return
+        watched = ["validation_loss", *(getattr(c, "metric", None) for c in trainer.callbacks)]
+        self.selection.update({key: f"{metrics[key]:.4g}" for key in watched if key in metrics})
+        self.bar.set_postfix({**self.shown, **self.selection}, refresh=False)
 
     def on_end(self, trainer, metrics) -> None:
         if self.bar is not None:

@@ -150,3 +150,59 @@ def test_a_missing_senteval_folder_names_the_callback(experiment, tmp_path):
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"trainer.callbacks[0]: data directory {tmp_path / 'nope'} does not exist" in result.stderr
+
+
+def test_held_out_callback_scores_the_start_and_keeps_the_best_model(experiment, tmp_path):
+    """In-domain selection: same-document retrieval and STS-B dev at step 0 (the start model) and
+    every 2 steps; the best model by near MRR is exported and rescores to its logged figure."""
+    from declutr import Encoder
+    from declutr.evaluation.same_document import evaluate_same_document
+    from declutr.testing import make_documents
+
+    root = experiment[0]
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text(
+        "".join(json.dumps({"id": f"h{i}", "text": t}) + "\n" for i, t in enumerate(make_documents(6, 300, seed=1)))
+    )
+    callback = {
+        "type": "held_out",
+        "documents": str(held_out),
+        "sts_dir": str(root / "senteval"),
+        "passage_words": 16,
+        "every": 2,
+    }
+    stopping = {"type": "early_stopping", "metric": "same_document_near_mrr", "mode": "max", "patience": 5}
+    result = train(experiment, tmp_path / "run", {"trainer.callbacks": [callback, stopping]})
+    assert result.returncode == 0, result.stderr
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    scored = {r["step"]: r for r in records if "same_document_near_mrr" in r}
+    assert sorted(scored) == [0, 2, 4, 6]
+    for record in scored.values():
+        for mode in ("near", "far"):
+            assert {f"same_document_{mode}_{k}" for k in ("recall@1", "recall@10", "mrr", "ndcg@10")} <= record.keys()
+        assert "stsb_dev_spearman" in record and 0 < record["same_document_near_mrr"] <= 1
+    mrr = {step: record["same_document_near_mrr"] for step, record in scored.items()}
+    best_step = max(mrr, key=lambda step: (mrr[step], -step))
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["best_step"] == best_step
+    assert summary["best_same_document_near_mrr"] == pytest.approx(mrr[best_step])
+
+    def near_mrr(model_dir) -> float:
+        figures = evaluate_same_document(
+            Encoder(model_dir).embed, held_out, passage_words=16, modes=("near",), bm25=False
+        )
+        return figures["near"]["model"]["mrr"]
+
+    assert near_mrr(tmp_path / "run" / "best_model") == pytest.approx(mrr[best_step], abs=1e-4)
+    assert near_mrr(experiment[1]) == pytest.approx(mrr[0], abs=1e-4)  # step 0 is the start model
+
+
+def test_held_out_data_too_short_fails_before_training(experiment, tmp_path):
+    held_out = tmp_path / "short.jsonl"
+    held_out.write_text(json.dumps({"id": "a", "text": "only a few words here"}) + "\n")
+    result = train(
+        experiment, tmp_path / "run", {"trainer.callbacks": [{"type": "held_out", "documents": str(held_out)}]}
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert str(held_out) in result.stderr and not (tmp_path / "run" / "metrics.jsonl").exists()
