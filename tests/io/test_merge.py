@@ -166,3 +166,24 @@ def test_a_projection_head_used_at_inference_is_kept_from_the_trained_model(tiny
     assert weights in json.loads((merged / MERGE_RECORD).read_text())["kept_from_trained"]
     vectors = Encoder(merged).embed(TEXTS)
     assert vectors.shape == (2, 16) and np.array_equal(vectors, Encoder(tmp_path / "run").embed(TEXTS))
+
+
+def test_a_sentence_transformers_start_with_a_pooler_layer(tiny_run, tmp_path):
+    """The start as a sentence-transformers folder of a bare model (pooler layer included, Normalize
+    module): its pooler is left out and listed, and alpha 0 embeds as the start does."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from declutr.testing import normalizing_sentence_transformers_copy
+
+    run, start = tiny_run
+    AutoModel.from_pretrained(str(start)).save_pretrained(tmp_path / "bare")
+    AutoTokenizer.from_pretrained(str(start)).save_pretrained(str(tmp_path / "bare"))
+    folder = normalizing_sentence_transformers_copy(tmp_path / "bare", tmp_path / "sentence-transformers")
+    interpolation = Interpolation(run, start=str(folder))
+    assert interpolation.ignored_from_start == ["pooler.dense.bias", "pooler.dense.weight"]
+    assert "not in the trained model, left out: pooler.dense.bias, pooler.dense.weight of the start model" in (
+        interpolation.summary()
+    )
+    vectors = Encoder(interpolation.save(0.0, tmp_path / "zero")).embed(TEXTS)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert np.abs(vectors - Encoder(folder).embed(TEXTS)).max() <= 1e-6
