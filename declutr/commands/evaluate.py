@@ -68,7 +68,7 @@ from declutr.commands import precision_option
     "--documents",
     type=click.Path(),
     default=None,
-    help="Held-out documents for same-document retrieval (METHOD.md §6), in any format training reads: "
+    help="Held-out documents for same-document retrieval (docs/evaluation.md), in any format training reads: "
     "text (one document per line), JSON lines or CSV with a text field, a folder or a glob; .gz too.",
 )
 @click.option(
@@ -89,7 +89,17 @@ from declutr.commands import precision_option
     metavar="near,far",
     help="near: adjacent passages at a segment's middle; far: passages at its first and third quarters.",
 )
-@click.option("--no-bm25", is_flag=True, help="Leave out the BM25 rows of the same-document table.")
+@click.option(
+    "--beir",
+    type=click.Path(),
+    default=None,
+    help="A BEIR-format folder of your own labels (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv): nDCG@10, "
+    "MRR@10, recall@100 and MAP@100 as BEIR and MTEB compute them (docs/beir.md).",
+)
+@click.option(
+    "--beir-split", default="test", show_default=True, help="--beir: the qrels file to score (qrels/SPLIT.tsv)."
+)
+@click.option("--no-bm25", is_flag=True, help="Leave out the BM25 rows of the same-document and BEIR tables.")
 @click.option(
     "--no-cache",
     is_flag=True,
@@ -116,12 +126,15 @@ def command(
     passage_words,
     pairs_per_document,
     modes,
+    beir,
+    beir_split,
     no_bm25,
     no_cache,
     precision,
 ):
     """Score MODEL (a run directory, an exported model or a Hugging Face checkpoint) on SentEval
-    tasks (--tasks) and/or by same-document retrieval on held-out documents (--documents)."""
+    tasks (--tasks), by same-document retrieval on held-out documents (--documents) and/or by
+    retrieval on a BEIR-format folder of labelled queries (--beir)."""
     import json
     import time
     from pathlib import Path
@@ -129,13 +142,13 @@ def command(
     from declutr.core.atomic import atomic_write_text
     from declutr.core.errors import DeclutrError
 
-    if not tasks and not documents:
+    if not tasks and not documents and not beir:
         raise DeclutrError(
-            "nothing to evaluate: give --tasks (SentEval or MTEB tasks, with --data-dir) and/or --documents "
-            "(held-out documents for same-document retrieval)"
+            "nothing to evaluate: give --tasks (SentEval or MTEB tasks, with --data-dir), --documents "
+            "(held-out documents for same-document retrieval) and/or --beir (a BEIR-format folder)"
         )
     # every input is checked before the model loads
-    selected = prepared = None
+    selected = prepared = beir_data = None
     if tasks:
         from declutr.evaluation.run import select_tasks
 
@@ -158,6 +171,10 @@ def command(
             pairs_per_document=pairs_per_document,
             modes=[mode.strip() for mode in modes.split(",") if mode.strip()],
         )
+    if beir:
+        from declutr.evaluation.beir import load_beir
+
+        beir_data = load_beir(beir, beir_split)
     from declutr.inference.cache import CachedEncoder
 
     embed = CachedEncoder(
@@ -183,6 +200,12 @@ def command(
     if prepared is not None:
         results["same_document"] = _same_document(embed, prepared, model, documents, not no_bm25)
         tables.append(results["same_document"]["table"])
+    if beir_data is not None:
+        from declutr.evaluation.beir import evaluate_beir, format_beir_table
+        from declutr.evaluation.same_document import display_name
+
+        results["beir"] = evaluate_beir(embed, beir_data, split=beir_split, bm25=not no_bm25)
+        tables.append(format_beir_table(results["beir"], display_name(model)))
     results["model"] = str(model)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["cache"] = _cache_summary(embed)

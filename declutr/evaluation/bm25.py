@@ -4,8 +4,8 @@
     scores = index.scores(query_texts)              # [Q, C] float64, dense
     values, indices = index.search(query_texts, 10)  # top 10 per query, in blocks of queries
 
-Exactly the baseline ``../shared/spec/METHOD.md`` §6 defines, so that any implementation gives
-the same ranks:
+Exactly the baseline of the same-document protocol (docs/evaluation.md, "Same-document
+retrieval"), so that any implementation gives the same ranks:
 
 - tokens = ``re.findall(r"\\w+", text.lower())``: no stemming, no stop words;
 - ``score(q, d) = sum over the query's distinct terms t of idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * |d| / avgdl))``
@@ -36,9 +36,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 TOKEN = re.compile(r"\w+")
-#: Okapi BM25's term-frequency saturation and length normalisation (METHOD.md §6)
+#: Okapi BM25's term-frequency saturation and length normalisation (docs/evaluation.md)
 K1, B = 1.5, 0.75
-#: ``BM25(query_terms=...)``: a repeated query term counts once (``unique``, METHOD.md's figures)
+#: ``BM25(query_terms=...)``: a repeated query term counts once (``unique``, the reference figures)
 #: or per occurrence (``repeated``)
 QUERY_TERMS = ("unique", "repeated")
 #: dense scores held at once by ``search``/``iter_scores``: query rows x corpus columns
@@ -46,7 +46,7 @@ BLOCK_ELEMENTS = 1 << 25
 
 
 def tokenize(text: str) -> list[str]:
-    """METHOD.md §6's BM25 tokens: lower-cased runs of word characters."""
+    """the protocol's BM25 tokens: lower-cased runs of word characters."""
     return TOKEN.findall(text.lower())
 
 
@@ -87,7 +87,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class BM25:
-    """An Okapi BM25 index of ``corpus`` (METHOD.md §6; see the module's docstring).
+    """An Okapi BM25 index of ``corpus`` (see the module's docstring).
 
     # Parameters
     corpus : the texts to rank (passages, documents); their order gives the score columns.

@@ -5,8 +5,8 @@
     results = evaluate_same_document(Encoder("runs/my-run"), "held_out.jsonl")
     print(format_same_document(results, "my-run"))
 
-Exactly ``../shared/spec/METHOD.md`` §6. Each held-out document of ``L`` words (``text.split()``)
-gives ``k = min(P, L // (4 w))`` pairs of ``w``-word passages (``k = 0``: the document is
+Exactly the protocol of docs/evaluation.md, "Same-document retrieval". Each held-out document
+of ``L`` words (``text.split()``) gives ``k = min(P, L // (4 w))`` pairs of ``w``-word passages (``k = 0``: the document is
 skipped, and counted); segment ``j`` covers words ``[j L // k, (j + 1) L // k)``, and a pair is
 two passages of it: adjacent at its middle (``near``) or centred at its first and third
 quarters (``far``). Every candidate passage of the file forms one corpus; each query's only
@@ -81,7 +81,7 @@ def read_documents(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 def segment_spans(length: int, passage_words: int, pairs_per_document: int, mode: str) -> list[tuple[int, int]]:
     """``(query start, candidate start)`` word offsets of the pairs a document of ``length`` words
-    gives (METHOD.md §6); both passages are ``passage_words`` long. Empty when the document is
+    gives (docs/evaluation.md); both passages are ``passage_words`` long. Empty when the document is
     shorter than ``4 * passage_words`` words."""
     w = passage_words
     pairs = min(pairs_per_document, length // (WORDS_PER_PAIR * w))
@@ -232,7 +232,7 @@ def embedding_metrics(
 
 
 def bm25_metrics(pairs: PassagePairs) -> dict[str, float]:
-    """The BM25 row: the candidates indexed (METHOD.md §6's tokens, k1, b and Lucene idf), each
+    """The BM25 row: the candidates indexed (the protocol's tokens, k1, b and Lucene idf), each
     query scored against all of them, block by block."""
     index = BM25(pairs.candidates)
     return rank_metrics(relevant_ranks(index.iter_scores(pairs.queries)))
@@ -303,7 +303,7 @@ def evaluate_same_document(
     modes: Sequence[str] = MODES,
     bm25: bool = True,
 ) -> dict:
-    """Same-document retrieval (METHOD.md §6) of ``embed`` on held-out ``documents``.
+    """Same-document retrieval (docs/evaluation.md) of ``embed`` on held-out ``documents``.
 
     ``embed`` maps a list of texts to ``[N, D]`` embeddings (a :class:`declutr.Encoder`, a cached
     one, any function), or is ``None`` for the BM25 row only. ``documents`` is a path read as
@@ -324,7 +324,7 @@ def evaluate_same_document(
 def protocol(passage_words: int, pairs_per_document: int, documents: str | None = None) -> dict:
     """What the figures mean, for a results file."""
     return {
-        "name": "same-document retrieval (METHOD.md §6)",
+        "name": "same-document retrieval (docs/evaluation.md)",
         **({"documents": documents} if documents else {}),
         "passage_words": passage_words,
         "pairs_per_document": pairs_per_document,

@@ -316,3 +316,41 @@ def test_an_embed_of_the_wrong_shape_is_one_error(tmp_path):
         evaluate_beir(lambda texts: np.ones((len(texts) + 1, 3)), folder, bm25=False)
     with pytest.raises(DeclutrError, match=r"embed returned shape \[5, 4\] for 5 texts, expected \[5, 3\]"):
         evaluate_beir(lambda texts: np.ones((len(texts), 3 if len(texts) == 3 else 4)), folder, bm25=False)
+
+
+# ------------------------------------------------------------------------------------ the command
+
+
+def test_declutr_evaluate_beir_scores_a_model_as_evaluate_beir_does(tmp_path, tiny_roberta):
+    from declutr.inference import Encoder
+    from tests.fixtures.declutr_process import run_declutr
+
+    folder = write_folder(tmp_path / "beir")
+    output = tmp_path / "out.json"
+    result = run_declutr(
+        "evaluate",
+        str(tiny_roberta),
+        "--beir",
+        str(folder),
+        "--beir-split",
+        "test",
+        "--no-cache",
+        "--output",
+        str(output),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "BEIR retrieval" in result.stdout and "BM25" in result.stdout
+    figures = json.loads(output.read_text())["beir"]
+    expected = evaluate_beir(Encoder(str(tiny_roberta)).embed, folder)
+    assert figures["queries"] == 3 and figures["bm25"] == pytest.approx(expected["bm25"])
+    assert figures["model"] == pytest.approx(expected["model"], abs=1e-6)
+
+
+def test_declutr_evaluate_reports_a_bad_beir_folder_in_one_line_before_loading_the_model(tmp_path):
+    from tests.fixtures.declutr_process import run_declutr
+
+    folder = write_folder(tmp_path / "beir", qrels=[("q1", "unknown", 1)])
+    result = run_declutr("evaluate", str(tmp_path / "no-such-model"), "--beir", str(folder))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert str(folder / "qrels" / "test.tsv") in line and "unknown" in line

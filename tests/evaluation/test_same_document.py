@@ -1,4 +1,4 @@
-"""Same-document retrieval (METHOD.md §6), its BM25 baseline, the embedding cache and the CLI."""
+"""Same-document retrieval (docs/evaluation.md), its BM25 baseline, the embedding cache and the CLI."""
 
 from __future__ import annotations
 
