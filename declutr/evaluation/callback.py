@@ -184,8 +184,9 @@ class HeldOutEvaluation(ModelSelection):
     of them. Every figure goes to ``metrics.jsonl`` as a validation record (``same_document_near_mrr``,
     ``same_document_far_recall@1``, ..., ``beir_ndcg@10``, ..., ``stsb_dev_spearman``), ``metric`` to
     the progress line; with ``keep_best`` the best model by ``metric`` is exported to
-    ``RUN/best_model`` (the start model itself when training never beats it). ``early_stopping``
-    with the same ``metric`` (mode ``max``) stops after ``patience`` evaluations without a gain.
+    ``RUN/best_model`` (the start model itself when training never beats it); ``held_out_seconds``
+    is what each evaluation cost. ``early_stopping`` with the same ``metric`` (mode ``max``) stops
+    after ``patience`` evaluations without a gain.
 
     # Parameters
     documents: held-out documents, in any format training reads (never the training file).
@@ -259,6 +260,9 @@ class HeldOutEvaluation(ModelSelection):
         return names
 
     def scores(self, model) -> dict[str, float]:
+        import time
+
+        started = time.perf_counter()
         embed = model_embedder(model, self.batch_size)
         scores: dict[str, float] = {}
         if self.passages is not None:
@@ -273,6 +277,7 @@ class HeldOutEvaluation(ModelSelection):
             scores.update({f"beir_{key}": float(value) for key, value in figures.items()})
         if self.sts is not None:
             scores["stsb_dev_spearman"] = 100 * float(self.sts.cosine(embed, "dev")["spearman"])
+        scores["held_out_seconds"] = time.perf_counter() - started  # what the evaluation cost
         return scores
 
 
