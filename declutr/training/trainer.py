@@ -426,7 +426,8 @@ class NoOpTrainer(Trainer):
         rank: int = 0,
         world_size: int = 1,
     ):
-        self.model, self.is_primary = model, rank == 0
+        self.model = model
+        self.is_primary = rank == 0
 
     def train(self, checkpoint: Path | None = None) -> dict[str, Any]:
         return {"step": 0}
