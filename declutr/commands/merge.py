@@ -47,18 +47,12 @@ def parse_alphas(text: str) -> list[float]:
     return list(dict.fromkeys(alphas))
 
 
-def stsb_dev_pairs(sts_dir: str) -> tuple[list[str], list[str], list[float]]:
-    """STS-B dev as MTEB reads it: the untokenised ``original/sts-dev.csv``, text as stored."""
+def stsb_dev_pairs(sts_dir: str) -> tuple:
+    """STS-B dev as MTEB reads it (the untokenised ``original/sts-dev.csv``, text as stored): the
+    STSBenchmark task's own reader, ``(first, second, scores)``."""
     from declutr.evaluation.mteb import mteb_task
-    from declutr.evaluation.tasks.base import parse_score
 
-    task = mteb_task("STSBenchmark", sts_dir)
-    first, second, scores = [], [], []
-    for where, fields in task.rows(task.splits["dev"], 7):
-        first.append(fields[5])
-        second.append(fields[6])
-        scores.append(parse_score(fields[4], where))
-    return first, second, scores
+    return mteb_task("STSBenchmark", sts_dir).load("dev")
 
 
 def stsb_score(embed: Callable, pairs: tuple[list[str], list[str], list[float]]) -> float:
