@@ -310,3 +310,101 @@ class NLITripletReader(DatasetReader):
         wrap = self._tokenizer.wrap
         anchor, positive, negative = (wrap(index.tokens(record * 3 + f)) for f in range(3))
         return Example([anchor], [positive], [negative])
+
+
+@DatasetReader.register("windows")
+class WindowReader(DatasetReader):
+    """Masked-LM pretraining (BERT, RoBERTa): the corpus as one stream, cut into full windows.
+
+    The usable documents, in corpus order and each followed by the tokenizer's separator
+    (``[SEP]``, ``</s>``), are read as one stream of token ids and cut into contiguous windows of
+    ``max_length`` tokens (the tokenizer's prefix and suffix included): every input is full, so
+    no step computes padding. A record of this reader is one window; the loader shuffles windows,
+    and the masks of a window are drawn afresh at every visit. The stream's last, partial window
+    is left out. Separators inside a window are never masked.
+
+    # Parameters
+    mlm_probability: BERT masking rate [0.15].
+    separate_documents: put the separator between documents (false: documents run into each other).
+    tokenizer, document_source, cache_directory: see ``DatasetReader``; set
+        ``tokenizer.max_length`` to the window (at most the model's positions).
+    """
+
+    def __init__(
+        self,
+        tokenizer: TransformerTokenizer,
+        mlm_probability: float = 0.15,
+        separate_documents: bool = True,
+        document_source: DocumentSource | None = None,
+        cache_directory: str | None = None,
+    ):
+        super().__init__(tokenizer, document_source, cache_directory)
+        if not 0.0 < mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must lie in (0, 1), got {mlm_probability}")
+        if tokenizer.mask_id is None:
+            raise ValueError(f'the tokenizer of "{tokenizer.model_name}" has no mask token')
+        if self.source.num_fields != 1:
+            raise ValueError("the document source must give one text per record")
+        hf = tokenizer.hf
+        separator = hf.sep_token_id if hf.sep_token_id is not None else hf.eos_token_id
+        if separate_documents and separator is None:
+            raise ValueError(
+                f'the tokenizer of "{tokenizer.model_name}" has no separator token; set separate_documents false'
+            )
+        self.mlm_probability = mlm_probability
+        self.separate_documents = separate_documents
+        self.separator = separator
+        self._layouts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def mlm(self) -> bool:
+        return True
+
+    @property
+    def window(self) -> int:
+        """Content tokens per window (``max_length`` less the special tokens)."""
+        return self._tokenizer.max_content
+
+    def layout(self, index: CorpusIndex) -> tuple[np.ndarray, np.ndarray]:
+        """``(documents, starts)``: the usable documents in stream order and where each begins in
+        the stream (``starts[-1]`` is the stream's length)."""
+        key = str(index.directory)
+        if key not in self._layouts:
+            documents = super().select(index).records
+            lengths = index.lengths[documents].astype(np.int64) + int(self.separate_documents)
+            self._layouts[key] = (documents, np.concatenate([[0], np.cumsum(lengths)]))
+        return self._layouts[key]
+
+    def select(self, index: CorpusIndex) -> Selection:
+        """The windows (``0 .. n-1``); the documents' skip counts as the base reader's."""
+        skipped = super().select(index).skipped
+        _, starts = self.layout(index)
+        return Selection(records=np.arange(int(starts[-1]) // self.window), skipped=skipped)
+
+    def stream(self, index: CorpusIndex, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids ``start:stop`` of the stream, and which of them are separators."""
+        documents, starts = self.layout(index)
+        pieces, separators = [], []
+        position = int(np.searchsorted(starts, start, side="right")) - 1
+        while start < stop:
+            begin = int(starts[position])
+            tokens = np.asarray(index.tokens(int(documents[position])), dtype=np.int64)
+            if self.separate_documents:
+                tokens = np.append(tokens, self.separator)
+            piece = tokens[start - begin : stop - begin]
+            flags = np.zeros(len(piece), dtype=np.int64)
+            if self.separate_documents and begin + len(tokens) <= stop:
+                flags[-1] = 1  # this document's separator is in the window
+            pieces.append(piece)
+            separators.append(flags)
+            start += len(piece)
+            position += 1
+        return np.concatenate(pieces), np.concatenate(separators)
+
+    def example(self, index: CorpusIndex, record: int, rng: np.random.Generator) -> Example:
+        tok = self._tokenizer
+        content, separators = self.stream(index, record * self.window, (record + 1) * self.window)
+        input_ids, special = tok.wrap(content)
+        special[len(tok.prefix) : len(tok.prefix) + len(content)] = separators
+        masked, labels = mask_tokens(input_ids, special, rng, tok.mask_id, tok.vocab_size, self.mlm_probability)
+        return Example([(masked, special)], mlm_labels=[labels])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -59,8 +59,17 @@ class TransformerEncoder(TextEncoder):
     otherwise, in float32 with SDPA attention. The bare model's pooler layer (unused by declutr's
     poolers) is dropped so that distributed training sees no unused parameters.
 
+    With ``architecture`` instead of ``model_name`` the transformer is built from scratch: a
+    transformers config (``{"model_type": "bert", "hidden_size": 256, ...}``, any key of that
+    model type's config class), randomly initialised from ``init_seed``. Its ``vocab_size`` must
+    be the tokenizer's and its positions must hold the reader's ``max_length`` (checked by
+    ``declutr config``; :func:`check_architecture`).
+
     # Parameters
     model_name: a Hugging Face model id or a local checkpoint directory.
+    architecture: a transformers config to build an untrained transformer from (not with ``model_name``).
+    init_seed: the seed of the random initialisation of an ``architecture`` (null: torch's
+        generator as the run seeded it).
     gradient_checkpointing: trade compute for memory (recompute activations in the backward pass).
     trust_remote_code: allow checkpoints that ship their own modelling code (off by default).
     attn_implementation: ``sdpa`` (default), ``eager`` or another transformers attention backend.
@@ -72,7 +81,9 @@ class TransformerEncoder(TextEncoder):
 
     def __init__(
         self,
-        model_name: str,
+        model_name: str | None = None,
+        architecture: dict[str, Any] | None = None,
+        init_seed: int | None = None,
         gradient_checkpointing: bool = False,
         trust_remote_code: bool = False,
         attn_implementation: str = "sdpa",
@@ -83,9 +94,12 @@ class TransformerEncoder(TextEncoder):
         super().__init__()
         from transformers import AutoModel, AutoModelForMaskedLM
 
-        if not model_name:
-            raise ValueError("model_name must name a Hugging Face checkpoint or a local directory")
-        self.model_name = str(model_name)
+        problem = source_problem(model_name, architecture)
+        if problem:
+            raise ValueError(problem)
+        self.model_name = None if model_name is None else str(model_name)
+        self.architecture = None if architecture is None else dict(architecture)
+        self.init_seed = init_seed
         self.gradient_checkpointing = gradient_checkpointing
         self.trust_remote_code = trust_remote_code
         self.attn_implementation = attn_implementation
@@ -98,16 +112,25 @@ class TransformerEncoder(TextEncoder):
             "trust_remote_code": trust_remote_code,
             dtype_kwarg(): torch.float32,
         }
-        if revision is not None:
-            kwargs["revision"] = revision
-        local = check_model_name(self.model_name)
-        try:
-            with quiet_transformers():
-                self.model, loading = auto.from_pretrained(self.model_name, output_loading_info=True, **kwargs)
-        except OSError as error:
-            where = "local directory" if local else "Hugging Face model"
-            raise ValueError(f'cannot load {where} "{self.model_name}": {error}') from error
-        report_loading(self.model_name, loading, masked_language_modeling)
+        if self.architecture is not None:
+            config = architecture_config(self.architecture)
+            with torch.random.fork_rng(devices=[]):
+                if init_seed is not None:
+                    torch.manual_seed(init_seed)
+                self.model = auto.from_config(
+                    config, attn_implementation=attn_implementation, **{dtype_kwarg(): torch.float32}
+                )
+        else:
+            if revision is not None:
+                kwargs["revision"] = revision
+            local = check_model_name(self.model_name)
+            try:
+                with quiet_transformers():
+                    self.model, loading = auto.from_pretrained(self.model_name, output_loading_info=True, **kwargs)
+            except OSError as error:
+                where = "local directory" if local else "Hugging Face model"
+                raise ValueError(f'cannot load {where} "{self.model_name}": {error}') from error
+            report_loading(self.model_name, loading, masked_language_modeling)
         if not masked_language_modeling and getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None
         if gradient_checkpointing:
@@ -153,6 +176,35 @@ class TransformerEncoder(TextEncoder):
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """A Hugging Face checkpoint (safetensors + config), the masked-LM head included when loaded."""
         self.model.save_pretrained(str(directory), safe_serialization=True)
+
+
+def source_problem(model_name: str | None, architecture: dict[str, Any] | None) -> str | None:
+    """Why an encoder config names no transformer or two (``None``: it names exactly one)."""
+    if model_name and architecture is not None:
+        return (
+            "names both a pretrained model (model_name) and an architecture to build from scratch; remove one of them"
+        )
+    if not model_name and architecture is None:
+        return "model_name must name a Hugging Face checkpoint or a local directory (or give an architecture)"
+    return None
+
+
+def architecture_config(architecture: dict[str, Any]):
+    """The transformers config of an ``architecture`` object (``model_type`` plus that config's keys)."""
+    from transformers import AutoConfig
+
+    values = dict(architecture)
+    model_type = values.pop("model_type", None)
+    if not isinstance(model_type, str):
+        raise ValueError('architecture needs "model_type" (a transformers model type, e.g. "bert")')  # noqa: TRY004 (a config value)
+    try:
+        config = AutoConfig.for_model(model_type)
+    except ValueError:
+        raise ValueError(f'architecture.model_type: "{model_type}" is not a transformers model type') from None
+    unknown = sorted(key for key in values if not hasattr(config, key))
+    if unknown:
+        raise ValueError(f"architecture: {', '.join(unknown)} not a key of {type(config).__name__}")
+    return AutoConfig.for_model(model_type, **values)
 
 
 #: masked-LM classes whose forward is ``<head>(base_model(...)[0])``, and the head's attribute
