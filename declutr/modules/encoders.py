@@ -74,6 +74,8 @@ class TransformerEncoder(TextEncoder):
     trust_remote_code: allow checkpoints that ship their own modelling code (off by default).
     attn_implementation: ``sdpa`` (default), ``eager`` or another transformers attention backend.
     revision: a branch, tag or commit of a hub checkpoint.
+    dropout: the dropout rate of the transformer's hidden states and attention probabilities
+        (null: the checkpoint's or the architecture's own). It is written to the exported config.
     compile: run the transformer through ``torch.compile`` (dynamic shapes). Measured slower on
         CPU (see docs/performance.md), so off by default; try it on GPU.
     masked_language_modeling: injected by the model; set it only when using the encoder alone.
@@ -89,6 +91,7 @@ class TransformerEncoder(TextEncoder):
         attn_implementation: str = "sdpa",
         revision: str | None = None,
         compile: bool = False,
+        dropout: float | None = None,
         masked_language_modeling: bool = False,
     ):
         super().__init__()
@@ -105,6 +108,9 @@ class TransformerEncoder(TextEncoder):
         self.attn_implementation = attn_implementation
         self.revision = revision
         self.compile = compile
+        if dropout is not None and not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.dropout = dropout
         self.masked_language_modeling = masked_language_modeling
         auto = AutoModelForMaskedLM if masked_language_modeling else AutoModel
         kwargs = {
@@ -113,7 +119,7 @@ class TransformerEncoder(TextEncoder):
             dtype_kwarg(): torch.float32,
         }
         if self.architecture is not None:
-            config = architecture_config(self.architecture)
+            config = with_dropout(architecture_config(self.architecture), dropout)
             with torch.random.fork_rng(devices=[]):
                 if init_seed is not None:
                     torch.manual_seed(init_seed)
@@ -126,6 +132,8 @@ class TransformerEncoder(TextEncoder):
             local = check_model_name(self.model_name)
             try:
                 with quiet_transformers():
+                    if dropout is not None:
+                        kwargs["config"] = with_dropout(self._pretrained_config(kwargs), dropout)
                     self.model, loading = auto.from_pretrained(self.model_name, output_loading_info=True, **kwargs)
             except OSError as error:
                 where = "local directory" if local else "Hugging Face model"
@@ -139,6 +147,12 @@ class TransformerEncoder(TextEncoder):
         if compile:
             # In place (``Module.compile``): parameter names, and so checkpoints and exports, stay as they are.
             self.base_model.compile(dynamic=True)
+
+    def _pretrained_config(self, kwargs: dict[str, Any]):
+        from transformers import AutoConfig
+
+        options = {k: kwargs[k] for k in ("trust_remote_code", "revision") if k in kwargs}
+        return AutoConfig.from_pretrained(self.model_name, **options)
 
     @property
     def base_model(self) -> torch.nn.Module:
@@ -205,6 +219,21 @@ def architecture_config(architecture: dict[str, Any]):
     if unknown:
         raise ValueError(f"architecture: {', '.join(unknown)} not a key of {type(config).__name__}")
     return AutoConfig.for_model(model_type, **values)
+
+
+#: the config keys of dropout on hidden states and attention probabilities, across model types
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+def with_dropout(config, dropout: float | None):
+    """``config`` with every dropout rate it has (``DROPOUT_KEYS``) set to ``dropout`` (unless null)."""
+    if dropout is not None:
+        keys = [key for key in DROPOUT_KEYS if isinstance(getattr(config, key, None), float)]
+        if not keys:
+            raise ValueError(f"dropout: {type(config).__name__} has none of the dropout keys {', '.join(DROPOUT_KEYS)}")
+        for key in keys:
+            setattr(config, key, float(dropout))
+    return config
 
 
 #: masked-LM classes whose forward is ``<head>(base_model(...)[0])``, and the head's attribute

@@ -167,6 +167,7 @@ class GradientDescentTrainer(Trainer):
         self.epoch = 0
         self.batches_in_epoch = 0
         self.tokens_seen = 0  # since the last logging step
+        self.tokens_trained = 0  # this process's real tokens since the run began (checkpointed)
         self.validated_at = -1  # the step of the last validation pass
         self.stop_reason: str | None = None
         self.last_log: dict[str, Any] = {}
@@ -188,6 +189,7 @@ class GradientDescentTrainer(Trainer):
             "step": self.step,
             "epoch": self.epoch,
             "batches_in_epoch": self.batches_in_epoch,
+            "tokens_trained": self.tokens_trained,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -208,6 +210,7 @@ class GradientDescentTrainer(Trainer):
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
+        self.tokens_trained = int(state.get("tokens_trained", 0))  # 0: a checkpoint of an earlier release
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -270,7 +273,9 @@ class GradientDescentTrainer(Trainer):
         """
         terms: dict[str, torch.Tensor] = {}
         for index, batch in enumerate(micro_batches):
-            self.tokens_seen += count_tokens(batch)
+            tokens = count_tokens(batch)
+            self.tokens_seen += tokens
+            self.tokens_trained += tokens
             sync = index == len(micro_batches) - 1 or self.world_size == 1
             for key, value in self._forward_backward(batch, len(micro_batches), sync).items():
                 value = value.float() / len(micro_batches)
@@ -300,12 +305,14 @@ class GradientDescentTrainer(Trainer):
 
     def _log(self, window: dict[str, Any], steps: int, seconds: float, tokens: int) -> dict[str, Any]:
         averaged = _reduce_mean({k: v / steps for k, v in _read(window).items()}, self.world_size, self.device)
-        tokens = _reduce_mean({"t": float(tokens)}, self.world_size, self.device)["t"] * self.world_size
+        counts = _reduce_mean({"t": float(tokens), "seen": float(self.tokens_trained)}, self.world_size, self.device)
+        tokens = counts["t"] * self.world_size
         self.last_log = {
             "step": self.step,
             "epoch": self.epoch,
             **averaged,
             "tokens_per_second": tokens / max(seconds, 1e-9),
+            "tokens_seen": round(counts["seen"] * self.world_size),  # real tokens so far, all processes
             **self.data_loader_stats(),
         }
         self._call("on_log", self.last_log)

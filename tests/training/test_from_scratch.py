@@ -80,6 +80,8 @@ def test_pretraining_from_scratch_end_to_end(corpus_tokenizer, documents_file, t
     losses = [m["mlm_loss"] for m in metrics if "mlm_loss" in m]
     assert len(losses) == 6 and all(np.isfinite(losses))
     assert any("validation_mlm_loss" in m for m in metrics)
+    # packed windows: every step trains batch x window real tokens, no padding
+    assert [m["tokens_seen"] for m in metrics if "mlm_loss" in m] == [4 * 48 * step for step in range(1, 7)]
     masked_lm = AutoModelForMaskedLM.from_pretrained(str(run / "model"))
     assert type(masked_lm).__name__ == "BertForMaskedLM" and masked_lm.config.hidden_size == 32
     embeddings = Encoder(run / "model").embed(["a short sentence", "another one"])

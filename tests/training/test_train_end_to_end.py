@@ -68,7 +68,8 @@ def test_train_resume_after_sigkill_reaches_the_same_weights(experiment):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if "lr" in r]
     assert logged and all(
-        {"step", "epoch", "loss", "contrastive_loss", "mlm_loss", "lr", "grad_norm", "tokens_per_second"} <= set(r)
+        {"step", "epoch", "loss", "contrastive_loss", "mlm_loss", "lr", "grad_norm", "tokens_per_second", "tokens_seen"}
+        <= set(r)
         for r in logged
     )
     assert any("validation_loss" in r for r in records)

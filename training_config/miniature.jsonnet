@@ -1,0 +1,40 @@
+// DeCLUTR in miniature (README, "Reproducing the paper's claim on a laptop"): continued
+// pretraining of the shipped raw checkpoint models/bert-mini-gutenberg (a 4-layer, 256-wide BERT
+// pretrained here from scratch, 128 positions) on the Gutenberg training split, with the
+// paper's objective (span contrastive + masked LM) and spans sized for a 128-token model.
+//   declutr train training_config/miniature.jsonnet -s runs/mini
+// bin/miniature runs it with each objective and seed, and SimCSE / IS-BERT beside it.
+local lib = import "lib/declutr.libsonnet";
+local model = lib.extVarOr("TRANSFORMER_MODEL", "models/bert-mini-gutenberg");
+local data = lib.extVarOr("DATA_DIR", "../shared/data") + "/gutenberg_docs";
+
+{
+  dataset_reader: {
+    type: "declutr",
+    tokenizer: { model_name: model, max_length: 128 },
+    // anchors of 16-64 tokens (mean about 48), positives 16-64 (mean about 32) beside or inside them
+    span_sampler: { type: "declutr", num_anchors: 2, num_positives: 2, min_span_len: 16, max_span_len: 64 },
+    mlm_probability: 0.15,
+  },
+  train_data_path: data + "/train.jsonl",
+  data_loader: { batch_size: 16, drop_last: true },  // 32 anchors a step
+  model: {
+    type: "declutr",
+    // dropout as BERT's: the raw checkpoint was pretrained without it
+    encoder: { type: "transformer", model_name: model, dropout: 0.1 },
+    pooler: { type: "mean" },
+    loss: { type: "nt_xent", temperature: 0.05 },
+  },
+  trainer: {
+    max_steps: 300,
+    optimizer: {
+      type: "adamw", lr: 1e-4, eps: 1e-6, correct_bias: false, weight_decay: 0.1,
+      parameter_groups: [[lib.noDecay, { weight_decay: 0.0 }]],
+    },
+    learning_rate_scheduler: { type: "slanted_triangular", cut_frac: 0.1, ratio: 32 },
+    grad_norm: 1.0,
+    log_every: 10,
+    checkpoint_every: null,
+  },
+  random_seed: 13,
+}
