@@ -18,6 +18,8 @@ from declutr.commands.config import resolve_experiment
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "training_config"
 SHIPPED = sorted(path.name for path in CONFIG_DIR.glob("*.jsonnet"))
 NO_DECAY = [[["bias", "LayerNorm\\.weight", "layer_norm\\.weight"], {"weight_decay": 0.0}]]
+#: built from an architecture, not a model name (tests/training/test_from_scratch.py)
+FROM_SCRATCH = ("pretrain_small.jsonnet",)
 DECLUTR_FAMILY = [
     "declutr_base.jsonnet",
     "declutr_small.jsonnet",
@@ -250,7 +252,7 @@ def test_isbert_config():
     assert config["data_loader"]["batch_size"] == 32 and config["trainer"]["num_epochs"] == 1
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", [name for name in SHIPPED if name not in FROM_SCRATCH])
 def test_model_and_data_are_set_from_the_command_line(name):
     config = resolve(name, "/models/mine", {"train_data_path": "/data/mine.txt"})
     assert config["model"]["encoder"]["model_name"] == "/models/mine"
@@ -287,12 +289,24 @@ def training_overrides(name: str, data: dict[str, Path]) -> dict:
     quick = {"trainer.max_steps": 2, "trainer.show_progress": False, "trainer.log_every": 1}
     if name.startswith("transformer_"):
         return {}
+    if name in FROM_SCRATCH:  # a 2-layer model for the tiny BERT's vocabulary and 128 positions
+        from transformers import AutoTokenizer
+
+        vocabulary = len(AutoTokenizer.from_pretrained(str(data["tiny_bert"])))
+        architecture = {"vocab_size": vocabulary, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+        return {
+            "train_data_path": str(data["documents"]),
+            "validation_data_path": None,
+            "model.encoder.architecture": {**architecture, "intermediate_size": 64},
+            "data_loader.batch_size": 2,
+            **quick,
+        }
     if name.startswith("simcse_sup"):
         return {"train_data_path": str(data["nli"]), "data_loader.batch_size": 4, **quick}
     if name.startswith(("simcse_unsup", "isbert")):
         return {"train_data_path": str(data["sentences"]), "data_loader.batch_size": 4, **quick}
     spans = {"dataset_reader.span_sampler.min_span_len": 8, "dataset_reader.span_sampler.max_span_len": 32}
-    if "paper_step" in name:  # 16 documents per step: more than the tiny corpus holds
+    if "paper_step" in name or name == "miniature.jsonnet":  # 16 documents per step: more than the tiny corpus holds
         spans["data_loader.batch_size"] = 4
     return {"train_data_path": str(data["documents"]), **({} if name == "quickstart.jsonnet" else spans), **quick}
 
@@ -302,6 +316,8 @@ EXPECTED_LOSSES = {
     "contrastive_only": {"contrastive_loss"},
     "mlm_only": {"mlm_loss"},
     "quickstart": {"contrastive_loss", "mlm_loss"},
+    "miniature": {"contrastive_loss", "mlm_loss"},
+    "pretrain": {"mlm_loss"},
     "simcse": {"contrastive_loss"},
     "isbert": {"infomax_loss"},
 }
@@ -311,8 +327,9 @@ EXPECTED_LOSSES = {
 def test_every_shipped_config_trains(name, data, tiny_roberta, tiny_bert, tmp_path):
     model = tiny_bert if name.startswith(("simcse", "isbert")) else tiny_roberta
     run = tmp_path / "run"
-    overrides = training_overrides(name, data)
+    overrides = training_overrides(name, {**data, "tiny_bert": tiny_bert})
     args = ["train", str(CONFIG_DIR / name), "-s", str(run), "--ext-var", f"TRANSFORMER_MODEL={model}"]
+    args += ["--ext-var", f"TOKENIZER={tiny_bert}"]  # the from-scratch config's vocabulary
     result = CliRunner().invoke(main, args + (["--overrides", json.dumps(overrides)] if overrides else []))
     assert result.exit_code == 0, result.output
     assert (run / "model" / "config.json").is_file() and (run / "config.json").is_file()
