@@ -228,7 +228,11 @@ DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout"
 def with_dropout(config, dropout: float | None):
     """``config`` with every dropout rate it has (``DROPOUT_KEYS``) set to ``dropout`` (unless null)."""
     if dropout is not None:
-        keys = [key for key in DROPOUT_KEYS if isinstance(getattr(config, key, None), float)]
+        keys = [
+            key
+            for key in DROPOUT_KEYS
+            if isinstance(getattr(config, key, None), (int, float)) and not isinstance(getattr(config, key), bool)
+        ]
         if not keys:
             raise ValueError(f"dropout: {type(config).__name__} has none of the dropout keys {', '.join(DROPOUT_KEYS)}")
         for key in keys:

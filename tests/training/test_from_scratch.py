@@ -86,6 +86,12 @@ def test_pretraining_from_scratch_end_to_end(corpus_tokenizer, documents_file, t
     assert type(masked_lm).__name__ == "BertForMaskedLM" and masked_lm.config.hidden_size == 32
     embeddings = Encoder(run / "model").embed(["a short sentence", "another one"])
     assert embeddings.shape == (2, 32)
+    # pretrained without dropout (the config's 0), continued with it: the encoder's dropout key
+    from declutr.modules.encoders import TransformerEncoder
+
+    assert masked_lm.config.hidden_dropout_prob == 0
+    continued = TransformerEncoder(str(run / "model"), dropout=0.1).model.config
+    assert continued.hidden_dropout_prob == continued.attention_probs_dropout_prob == 0.1
 
     # killed after step 4 (checkpoint at 3), --recover reproduces the uninterrupted run
     killed_run = tmp_path / "killed"
