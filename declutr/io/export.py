@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import torch
 
 from declutr.core.atomic import staged_directory
-from declutr.modules.encoders import dtype_kwarg, last_hidden_state
+from declutr.modules.encoders import dtype_kwarg, last_hidden_state, quiet_transformers
 from declutr.modules.heads import EmbeddingHead, FeedForward
 from declutr.modules.poolers import Pooler
 
@@ -287,12 +287,22 @@ def load_embedding_model(
     else:
         description = {"pooler": {"type": "mean"}, "feedforward": None, "normalize": False}
 
-    model = AutoModel.from_pretrained(
-        str(transformer_dir),
-        attn_implementation="sdpa",
-        trust_remote_code=trust_remote_code,
-        **{dtype_kwarg(): torch.float32},
-    )
+    with quiet_transformers():  # an export's masked-LM head and the unused pooler layer are expected, not news
+        model, loading = AutoModel.from_pretrained(
+            str(transformer_dir),
+            attn_implementation="sdpa",
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            **{dtype_kwarg(): torch.float32},
+        )
+    missing = [key for key in loading.get("missing_keys") or () if not key.startswith("pooler.")]
+    if missing:  # anything but the pooler layer (which declutr does not use) is news
+        logger.warning(
+            "%s: %d tensors not in the checkpoint, initialised randomly (%s)",
+            directory,
+            len(missing),
+            ", ".join(missing[:3]),
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir), trust_remote_code=trust_remote_code)
     if max_length is not None and (tokenizer.model_max_length is None or tokenizer.model_max_length > max_length):
         tokenizer.model_max_length = max_length
