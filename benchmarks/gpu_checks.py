@@ -37,6 +37,8 @@ RECOVER_BOUND = {"float32": 1e-6, "bfloat16": 1e-5}
 EXPORT_BOUND = {"float32": 1e-5, "bfloat16": 1e-3}
 STSB_BOUND = 0.1
 NCCL_TOLERANCE = 1e-4
+#: relative agreement of the compiled bf16 run's first-step loss terms with the eager bf16 run's
+COMPILE_TOLERANCE = 0.02
 COMPILE_SECONDS = 200  # the compiled MFU run starts only with this much of the budget left
 
 SIZES = {
@@ -54,6 +56,7 @@ SIZES = {
         "checkpoint_every": 4,
         "kill_at": 6,
         "sentences": 256,
+        "gradcache": {"documents": 4, "chunk_size": 4},  # 8 anchors in 2 chunks, 16 positives in 4
         "mfu": {"batches": 3, "rounds": 3, "documents": (4, 32), "compile": True},
         "timeout": 300,
     },
@@ -71,6 +74,7 @@ SIZES = {
         "checkpoint_every": 3,
         "kill_at": 5,
         "sentences": 32,
+        "gradcache": {"documents": 2, "chunk_size": 2},
         "mfu": {"batches": 2, "rounds": 1, "documents": (2,), "compile": False},
         "timeout": 300,
     },
@@ -116,6 +120,10 @@ def train_argv(model: Path, data: Path, run_dir: Path, steps: int, size: dict, d
         "trainer.amp_dtype": "float16" if dtype == "float32" else dtype,
         "trainer.cuda_device": (int(device.split(":")[1]) if ":" in device else 0) if cuda else -1,
     }
+    if options.get("compile"):
+        overrides["model.encoder.compile"] = True
+    if options.get("chunk_size"):
+        overrides["model.contrastive_chunk_size"] = options["chunk_size"]
     if options.get("fixed"):  # one epoch of `steps` repeats of one batch: one checkpoint, at the end
         overrides.update({"data_loader.type": "fixed_batch", "data_loader.repeat": steps, "trainer.num_epochs": 1})
     if options.get("distributed"):
@@ -150,11 +158,12 @@ class Planner:
         """The command of one of bin/gpu-check's internal steps."""
         return [sys.executable, str(self.setting.script), "--internal", step, *arguments]
 
-    def fixed_batch_run(self, dtype: str) -> None:
-        """``precision_{dtype}``: ``steps`` steps on one fixed batch, dropout off."""
-        name = f"precision_{dtype}"
+    def fixed_batch_run(self, dtype: str, name: str | None = None, **options) -> None:
+        """``precision_{dtype}`` (or ``name``): ``steps`` steps on one fixed batch, dropout off."""
+        name = name or f"precision_{dtype}"
         if name not in self.jobs:
-            self.train(name, "model_no_dropout", "fixed", name, self.setting.size["steps"], dtype=dtype, fixed=True)
+            steps = self.setting.size["steps"]
+            self.train(name, "model_no_dropout", "fixed", name, steps, dtype=dtype, fixed=True, **options)
 
     def reference_run(self, dtype: str) -> None:
         """``reference_{dtype}``: the uninterrupted run the recovered one must equal."""
@@ -177,6 +186,22 @@ def evaluated_on(device: str) -> list[str]:
 def plan_precision(plan: Planner) -> None:
     for dtype in PRECISION_DTYPES:
         plan.fixed_batch_run(dtype)
+
+
+def plan_compile(plan: Planner) -> None:
+    """The bf16 fixed-batch run with the transformer through ``torch.compile``, and its eager twin."""
+    plan.fixed_batch_run("bfloat16")
+    plan.fixed_batch_run("bfloat16", "compile_bfloat16", compile=True)
+
+
+def plan_gradcache(plan: Planner) -> None:
+    s = plan.setting
+    settings = s.size["gradcache"]
+    argv = plan.internal(
+        "gradcache", str(s.paths["model"]), "--device", s.device, "--result", str(s.work / "gradcache.json")
+    )
+    argv += ["--documents", str(settings["documents"]), "--chunk-size", str(settings["chunk_size"])]
+    plan.add("gradcache", argv + ["--quick"] * s.quick)
 
 
 def plan_recover(plan: Planner) -> None:
@@ -229,12 +254,17 @@ def plan_mfu(plan: Planner) -> None:
 
 
 def plan_nccl(plan: Planner) -> None:
-    """Last, after every other job: 2 ranks on NCCL and 2 gloo processes on the CPU."""
-    before, steps = list(plan.jobs), plan.setting.size["recover_steps"]
-    for backend, devices in (("nccl", [0, 1]), ("gloo", [-1, -1])):
-        settings = {"cuda_devices": devices, "master_port": testing.free_port()}
-        run = f"two_{backend}"
-        plan.train(f"nccl_{backend}", "model_no_dropout", "documents", run, steps, before, distributed=settings)
+    """Last, after every other job: 2 ranks on NCCL, 2 gloo processes on the CPU, and 2 ranks on
+    NCCL with the cached step (``contrastive_chunk_size``)."""
+    s = plan.setting
+    before, steps = list(plan.jobs), s.size["recover_steps"]
+    runs = {"nccl": ([0, 1], None), "gloo": ([-1, -1], None), "cached": ([0, 1], s.size["gradcache"]["chunk_size"])}
+    for name, (devices, chunk_size) in runs.items():
+        options = {
+            "distributed": {"cuda_devices": devices, "master_port": testing.free_port()},
+            "chunk_size": chunk_size,
+        }
+        plan.train(f"nccl_{name}", "model_no_dropout", "documents", f"two_{name}", steps, before, **options)
 
 
 def needs_two_cuda_devices(setting: Setting) -> str | None:
@@ -274,22 +304,10 @@ def judge_precision(jobs: dict[str, Job], s: Setting) -> dict:
     problems = []
     reference = None
     for dtype in PRECISION_DTYPES:
-        job = jobs[f"precision_{dtype}"]
-        logged = records(s.work / "runs" / f"precision_{dtype}")
-        if job.returncode != 0 or len(logged) != size["steps"]:
-            problems.append(f"{dtype}: {len(logged)} of {size['steps']} steps logged")
-            result["runs"][dtype] = failed(job)
+        run = fixed_batch_result(jobs, s, f"precision_{dtype}", dtype, problems)
+        result["runs"][dtype] = run
+        if "first_step" not in run:
             continue
-        losses = [r["loss"] for r in logged]
-        run = {
-            "first_step": {k: logged[0][k] for k in TERMS if k in logged[0]},
-            "losses": [round(v, 5) for v in losses],
-            "finite": all(math.isfinite(v) for v in losses),
-            "decreased": sum(losses[-3:]) / 3 < losses[0],
-            "seconds": job.seconds,
-        }
-        if not run["finite"] or not run["decreased"]:
-            problems.append(f"{dtype}: losses {'not finite' if not run['finite'] else 'did not decrease'}")
         if dtype == "float32":
             reference = run["first_step"]
         elif reference is not None:
@@ -298,9 +316,46 @@ def judge_precision(jobs: dict[str, Job], s: Setting) -> dict:
                 problems.append(f"{dtype}: first step {run['first_step_relative_difference']:.4f} from float32's")
         if dtype == "float16" and not s.device.startswith("cuda"):
             run["on_cpu"] = "trains in float32 with a warning"
-            if "mixed precision is off" not in job.log.read_text(encoding="utf-8", errors="replace"):
+            log = jobs["precision_float16"].log.read_text(encoding="utf-8", errors="replace")
+            if "mixed precision is off" not in log:
                 problems.append("float16 on CPU: no warning that mixed precision is off")
-        result["runs"][dtype] = run
+    return {"ok": not problems, "problems": problems, **result}
+
+
+def fixed_batch_result(jobs: dict[str, Job], s: Setting, name: str, what: str, problems: list[str]) -> dict:
+    """A fixed-batch run's first step, losses and seconds; its problems (every step logged, losses
+    finite and falling) added to ``problems`` as ``what: ...``."""
+    job, steps = jobs[name], s.size["steps"]
+    logged = records(s.work / "runs" / name)
+    if job.returncode != 0 or len(logged) != steps:
+        problems.append(f"{what}: {len(logged)} of {steps} steps logged")
+        return failed(job)
+    losses = [r["loss"] for r in logged]
+    run = {
+        "first_step": {k: logged[0][k] for k in TERMS if k in logged[0]},
+        "losses": [round(v, 5) for v in losses],
+        "finite": all(math.isfinite(v) for v in losses),
+        "decreased": sum(losses[-3:]) / 3 < losses[0],
+        "seconds": job.seconds,
+    }
+    if not run["finite"] or not run["decreased"]:
+        problems.append(f"{what}: losses {'not finite' if not run['finite'] else 'did not decrease'}")
+    return run
+
+
+def judge_compile(jobs: dict[str, Job], s: Setting) -> dict:
+    """The compiled run trains (every step, losses finite and falling) and its first step's loss
+    terms are the eager run's within ``COMPILE_TOLERANCE``; its seconds include compilation."""
+    problems: list[str] = []
+    compiled = fixed_batch_result(jobs, s, "compile_bfloat16", "compiled", problems)
+    eager = fixed_batch_result(jobs, s, "precision_bfloat16", "eager", problems)
+    result = {"key": "model.encoder.compile: true", "dtype": "bfloat16", "tolerance": COMPILE_TOLERANCE}
+    result.update(compiled=compiled, eager_seconds=eager.get("seconds"))
+    if "first_step" in compiled and "first_step" in eager:
+        first, reference = compiled["first_step"], eager["first_step"]
+        result["first_step_relative_difference"] = max(relative(first[k], reference[k]) for k in reference)
+        if result["first_step_relative_difference"] > COMPILE_TOLERANCE:
+            problems.append(f"compiled first step {result['first_step_relative_difference']:.4f} from eager's")
     return {"ok": not problems, "problems": problems, **result}
 
 
@@ -368,6 +423,10 @@ def judge_export(jobs: dict[str, Job], s: Setting) -> dict:
     return file_result(jobs, "export", s.work / "export.json")
 
 
+def judge_gradcache(jobs: dict[str, Job], s: Setting) -> dict:
+    return file_result(jobs, "gradcache", s.work / "gradcache.json")
+
+
 def judge_evaluate(jobs: dict[str, Job], s: Setting) -> dict:
     scores, problems = {}, []
     for where in evaluated_on(s.device):
@@ -409,18 +468,24 @@ def judge_mfu(jobs: dict[str, Job], s: Setting) -> dict:
 
 
 def judge_nccl(jobs: dict[str, Job], s: Setting) -> dict:
+    """NCCL's loss curve against gloo's, and NCCL's with the cached step against NCCL's plain one
+    (dropout off: the same network, so the same curve up to rounding)."""
     curves, problems = {}, []
-    for backend in ("nccl", "gloo"):
-        job = jobs[f"nccl_{backend}"]
-        curves[backend] = [r["loss"] for r in records(s.work / "runs" / f"two_{backend}")]
-        if job.returncode != 0 or not curves[backend]:
-            problems.append(f"2 processes on {backend}: {failed(job)}")
-    result: dict = {"tolerance": NCCL_TOLERANCE, "curves": curves}
-    if not problems:
-        pairs = list(zip(curves["nccl"], curves["gloo"], strict=False))
-        result["max_relative_difference"] = max(relative(a, b) for a, b in pairs)
-        if len(curves["nccl"]) != len(curves["gloo"]) or result["max_relative_difference"] > NCCL_TOLERANCE:
-            problems.append(f"NCCL curve differs from gloo's by {result['max_relative_difference']:.3g}")
+    for name in ("nccl", "gloo", "cached"):
+        job = jobs[f"nccl_{name}"]
+        curves[name] = [r["loss"] for r in records(s.work / "runs" / f"two_{name}")]
+        if job.returncode != 0 or not curves[name]:
+            problems.append(f"2 processes ({name}): {failed(job)}")
+    result: dict = {"tolerance": NCCL_TOLERANCE, "chunk_size": s.size["gradcache"]["chunk_size"], "curves": curves}
+    if problems:
+        return {"ok": False, "problems": problems, **result}
+    for key, (curve, reference, what) in {
+        "max_relative_difference": ("nccl", "gloo", "NCCL curve differs from gloo's"),
+        "cached_max_relative_difference": ("cached", "nccl", "NCCL curve with the cached step differs from without"),
+    }.items():
+        result[key] = max(relative(a, b) for a, b in zip(curves[curve], curves[reference], strict=False))
+        if len(curves[curve]) != len(curves[reference]) or result[key] > NCCL_TOLERANCE:
+            problems.append(f"{what} by {result[key]:.3g}")
     return {"ok": not problems, "problems": problems, **result}
 
 
@@ -440,6 +505,8 @@ class Check:
 
 TABLE = (
     Check("precision", plan_precision, ("precision_",), judge_precision),
+    Check("compile", plan_compile, ("compile_", "precision_bfloat16"), judge_compile),
+    Check("gradcache", plan_gradcache, ("gradcache",), judge_gradcache),
     Check("recover", plan_recover, ("reference_", "killed_", "recovered_"), judge_recover),
     Check("export", plan_export, ("export", "reference_float32"), judge_export),
     Check("evaluate", plan_evaluate, ("evaluate_", "precision_float32"), judge_evaluate),

@@ -19,7 +19,7 @@ from declutr.core.errors import DeclutrError
 from declutr.core.plugins import discover, registered_commands
 from declutr.version import VERSION
 
-BUILTIN = ("train", "evaluate", "embed", "merge", "config", "components", "tokenizer")
+BUILTIN = ("train", "evaluate", "embed", "merge", "config", "components", "tokenizer", "checkpoints")
 
 
 def _included_packages(args: list[str]) -> list[str]:
@@ -46,7 +46,7 @@ def report(error: DeclutrError) -> None:
     if tracebacks_wanted():
         traceback.print_exception(error)
     for line in str(error).splitlines() or [type(error).__name__]:
-        click.echo(f"Error: {line}", err=True)
+        click.echo(f"{error.prefix}{line}", err=True)
     cause = error.__cause__  # a missing module's stack says no more than its name
     if (
         isinstance(cause, Exception)
@@ -96,7 +96,7 @@ class DeclutrGroup(click.Group):
             return super().invoke(ctx)
         except DeclutrError as error:
             report(error)
-            ctx.exit(1)
+            ctx.exit(error.exit_code)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as error:

@@ -31,7 +31,12 @@ from declutr.commands import precision_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Texts per forward pass.")
 @click.option("--seed", type=int, default=1111, show_default=True, help="Classifier seed (SentEval's default 1111).")
 @click.option("--pooler", default=None, help="Override the model's pooling (mean, cls, max, ...).")
-@click.option("--device", default=None, help="cuda, cpu, ... (default: CUDA when available).")
+@click.option(
+    "--device",
+    default=None,
+    help="cuda, cpu, ...: where the model embeds and ImageCaptionRetrieval's ranking model trains "
+    "(default: CUDA when available).",
+)
 @click.option(
     "--untokenized",
     is_flag=True,
@@ -195,7 +200,9 @@ def command(
         def progress(name, result, seconds):
             click.echo(f"{name}: done in {seconds:.1f}s", err=True)
 
-        results = evaluate(embed, selected, seed=seed, prototyping=prototyping, on_task=progress, protocol=protocol)
+        results = evaluate(
+            embed, selected, seed=seed, prototyping=prototyping, on_task=progress, protocol=protocol, device=device
+        )
         tables.append(format_table(results))
     if prepared is not None:
         results["same_document"] = _same_document(embed, prepared, model, documents, not no_bm25)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 class DeclutrError(Exception):
-    """A user-facing error: the CLI prints its message (one line per problem) and exits 1."""
+    """A user-facing error: the CLI prints its message (one line per problem, each after
+    ``prefix``) and exits with ``exit_code``."""
+
+    exit_code = 1
+    prefix = "Error: "
 
 
 class ConfigurationError(DeclutrError):

@@ -43,6 +43,17 @@ def registered_commands() -> dict[str, object]:
     return dict(_commands)
 
 
+def imported_plugins() -> list[str]:
+    """The plugin modules imported so far (for a spawned process to import them too)."""
+    return sorted(_imported)
+
+
+def import_plugins(names: list[str]) -> None:
+    """Import plugin modules another process had imported (:func:`imported_plugins`)."""
+    for name in names:
+        import_module_and_submodules(name, "plugin")
+
+
 def import_components() -> None:
     """Import every built-in component package so all names register."""
     for name in COMPONENT_PACKAGES:

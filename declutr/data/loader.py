@@ -12,6 +12,11 @@ The spans and masks of a record are drawn from ``numpy.random.default_rng((seed,
 record))``: the same whichever worker builds the batch, and the same after a resume.
 ``state_dict()`` records the epoch and the number of batches handed out; after
 ``load_state_dict`` the next iteration continues with the next unseen batch.
+
+With ``num_workers``, torch's loader draws its workers' base seed when an iteration starts; it
+draws it from its own generator, seeded from ``(seed, epoch)``, never from the global one, so a
+run resumed mid-epoch leaves the trainer's random stream (dropout) exactly where the
+uninterrupted run had it.
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ class DocumentDataLoader(DataLoader):
         self.num_workers, self.prefetch_factor = num_workers, prefetch_factor
         self.index = reader.index(self.data_path, progress=progress and rank == 0)
         self.selection = reader.select(self.index)
+        self.pin_memory = False  # page-locked batches: set by a trainer that trains on CUDA
         self.epoch = 0
         self._position = 0  # batches handed out in this epoch
         self._resume_at = 0
@@ -141,13 +147,15 @@ class DocumentDataLoader(DataLoader):
         if self.num_workers == 0:
             stream = (self.make_batch(batches[i], self.epoch) for i in range(start, len(batches)))
         else:
+            seed = int(np.random.SeedSequence((self.seed, self.epoch)).generate_state(1)[0])
             stream = torch.utils.data.DataLoader(
                 _Batches(self, batches, start, self.epoch),
                 batch_size=None,
                 num_workers=self.num_workers,
                 prefetch_factor=self.prefetch_factor,
                 persistent_workers=False,
-                pin_memory=torch.cuda.is_available(),  # page-locked batches: the trainer's copies overlap compute
+                pin_memory=self.pin_memory,  # the trainer's host-to-device copies overlap compute
+                generator=torch.Generator().manual_seed(seed),  # not the global one: see the module's notes
             )
         for batch in stream:
             self._position += 1

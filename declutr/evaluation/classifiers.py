@@ -23,7 +23,7 @@ its losses are batch means; so are these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -72,8 +72,19 @@ class ClassifierSettings:
     def but(self, **changes) -> ClassifierSettings:
         return replace(self, **changes)
 
+    def preset(self) -> str:
+        """``"paper"`` or ``"prototyping"`` when these are exactly that preset's settings (the
+        ranking device aside: it changes where, not what, SentEval computes), else ``"custom"``."""
+        device_free = replace(self, ranking_device=None)
+        for name in ("paper", "prototyping"):
+            if device_free == getattr(type(self), name)():
+                return name
+        return "custom"
+
     def describe(self) -> dict:
-        return {
+        """The settings a result records; custom settings also list every field that differs
+        from the paper's."""
+        described = {
             "classifier": "logistic regression (torch)",
             "optim": self.optim,
             "batch_size": self.batch_size,
@@ -82,6 +93,14 @@ class ClassifierSettings:
             "max_epoch": self.max_epoch,
             "kfold": self.kfold,
         }
+        if self.preset() == "custom":
+            paper = self.paper()
+            described["changed_from_paper"] = {
+                field.name: getattr(self, field.name)
+                for field in fields(self)
+                if field.name != "ranking_device" and getattr(self, field.name) != getattr(paper, field.name)
+            }
+        return described
 
 
 def stratified_kfold(labels, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -379,19 +398,30 @@ RANKING_FOLDS = 5
 
 
 def retrieval_ranks(image_vectors, caption_vectors) -> tuple[np.ndarray, np.ndarray]:
-    """0-based ranks, as SentEval's ``i2t``/``t2i``: for each image the best rank among all
-    captions of its 5 captions (``5n .. 5n+4``), and for each caption the rank of its image
-    among all images. Inputs are projected vectors, ``[N, P]`` and ``[5N, P]``."""
+    """0-based ranks exactly as SentEval's ``i2t``/``t2i``: a target's position in
+    ``np.argsort(scores)[::-1]``. For each image, the best position among all captions of its 5
+    captions (``5n .. 5n+4``); for each caption, the position of its image among all images.
+    Inputs are projected vectors, ``[N, P]`` and ``[5N, P]``.
+
+    Exact ties (duplicate captions) are therefore ordered as numpy's sort leaves them, one tied
+    item ahead of another, as in SentEval, not all counted first."""
     import torch
 
     images, captions = torch.as_tensor(image_vectors), torch.as_tensor(caption_vectors)
-    scores = images @ captions.t()  # [N, 5N]
-    own = scores.view(len(images), len(images), 5).diagonal(dim1=0, dim2=1).t()  # [N, 5]: image n, its captions
-    image_ranks = (scores[:, None, :] > own[:, :, None]).sum(-1).min(-1).values
-    caption_scores = scores.t()  # [5N, N]
-    caption_own = caption_scores.gather(1, torch.arange(len(captions), device=captions.device)[:, None] // 5)
-    caption_ranks = (caption_scores > caption_own).sum(-1)
-    return image_ranks.cpu().numpy(), caption_ranks.cpu().numpy()
+    scores = (images @ captions.t()).cpu().numpy()  # [N, 5N] float32, as SentEval's scores
+    n = len(images)
+    own_images = np.arange(n)
+    image_positions = _descending_positions(scores).reshape(n, n, 5)[own_images, own_images]  # [N, 5]
+    caption_positions = _descending_positions(np.ascontiguousarray(scores.T))  # [5N, N]
+    return image_positions.min(-1), caption_positions[np.arange(5 * n), np.arange(5 * n) // 5]
+
+
+def _descending_positions(scores: np.ndarray) -> np.ndarray:
+    """``positions[i, j]``: where column ``j`` lands in ``np.argsort(scores[i])[::-1]``."""
+    order = np.argsort(scores, axis=1)[:, ::-1]
+    positions = np.empty(order.shape, dtype=np.int64)
+    np.put_along_axis(positions, order, np.arange(order.shape[1])[None, :], axis=1)
+    return positions
 
 
 def recalls(ranks: np.ndarray) -> tuple[float, float, float, float]:

@@ -95,7 +95,9 @@ def task_score(task: str, result: dict) -> tuple[float, float] | None:
 
 def aggregate(results: dict[str, dict]) -> dict[str, float]:
     """DeCLUTR's aggregation of test scores: one score per task (:func:`task_score`) and the mean
-    of each group of :data:`GROUPS` of which at least one task ran (see :func:`groups`)."""
+    of each group of :data:`GROUPS` of which at least one task ran (see :func:`groups`). As in
+    DeCLUTR's script, a group's mean is taken over the unrounded task scores; every figure is
+    rounded to 2 decimals only when reported."""
     return _aggregate(results, 0)
 
 
@@ -105,13 +107,12 @@ def aggregate_dev(results: dict[str, dict]) -> dict[str, float]:
 
 
 def _aggregate(results: dict[str, dict], which: int) -> dict[str, float]:
-    scores = {
-        task: round(score[which], 2)
-        for task, result in results.items()
-        if (score := task_score(task, result)) is not None
+    unrounded = {
+        task: score[which] for task, result in results.items() if (score := task_score(task, result)) is not None
     }
+    scores = {task: round(value, 2) for task, value in unrounded.items()}
     for group, members in GROUPS.items():
-        ran = [scores[task] for task in members if task in scores]
+        ran = [unrounded[task] for task in members if task in unrounded]
         if ran:
             scores[group] = round(sum(ran) / len(ran), 2)
     return scores
@@ -172,6 +173,7 @@ def evaluate(
     on_task: Callable[[str, dict, float], None] | None = None,
     probing_dir: str | Path | None = None,
     protocol: str = "senteval",
+    device: str | None = None,
 ) -> dict:
     """Score ``embed`` on SentEval ``tasks`` read from ``data_dir``.
 
@@ -183,7 +185,10 @@ def evaluate(
     Returns ``{"tasks": {TASK: SentEval-named fields}, "aggregate": {...}, "aggregate_dev": {...},
     "groups": {...}, "protocol": {...}}``;
     deterministic given ``seed`` (and the embeddings). ``settings`` overrides the classifier
-    settings (default: the paper's, or SentEval's prototyping ones with ``prototyping``).
+    settings (default: the paper's, or SentEval's prototyping ones with ``prototyping``); the
+    result's ``protocol.senteval`` names the settings that ran (``paper``, ``prototyping`` or
+    ``custom``, with ``changed_from_paper``). ``device`` is where ImageCaptionRetrieval's ranking
+    model runs (``settings.ranking_device``; default: CUDA when available, as SentEval).
     ``protocol="mteb"`` scores STS12-16, STS-B and SICK-R as MTEB does (``declutr.evaluation.mteb``).
     ``protocol`` in the result also records how ``embed`` pools and normalises when it can say
     (an :class:`~declutr.Encoder` can; ``None`` for a plain function)."""
@@ -196,6 +201,8 @@ def evaluate(
     if protocol != "mteb":  # one result records one protocol
         untokenized, pair_features = (_shared_setting(built, name) for name in ("untokenized", "pair_features"))
     settings = settings or (ClassifierSettings.prototyping() if prototyping else ClassifierSettings.paper())
+    if device is not None:
+        settings = settings.but(ranking_device=device)
     results: dict[str, dict] = {}
     for task in built:
         started = time.perf_counter()
@@ -217,7 +224,7 @@ def evaluate(
         "groups": groups(results),
         "protocol": {
             "name": "senteval",
-            "senteval": "prototyping" if prototyping else "paper",
+            "senteval": settings.preset(),
             **settings.describe(),
             "seed": seed,
             "sts_text": "untokenised original/ files" if untokenized else "SentEval tokenised files",

@@ -1,11 +1,12 @@
-"""Contrastive losses over cosine similarities scaled by a temperature."""
+"""Contrastive losses over cosine similarities scaled by a temperature, computed in float32
+outside autocast (``in_float32``): cross-entropy of ``logits(anchors, positives, negatives)``."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from declutr.losses.base import ContrastiveLoss, check_temperature
+from declutr.losses.base import ContrastiveLoss, check_temperature, in_float32
 
 
 @ContrastiveLoss.register("nt_xent")
@@ -25,7 +26,9 @@ class NTXentLoss(ContrastiveLoss):
         super().__init__()
         self.temperature = check_temperature(temperature)
 
-    def forward(self, anchors, positives, negatives=None):
+    @in_float32
+    def logits(self, anchors, positives, negatives=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``[2M, 2M (+ K)]`` logits (self-pairs ``-inf``) and each row's target column."""
         count = anchors.size(0)
         embeddings = F.normalize(torch.cat([anchors, positives]), dim=-1)
         logits = embeddings @ embeddings.T / self.temperature
@@ -34,10 +37,10 @@ class NTXentLoss(ContrastiveLoss):
         if negatives is not None:
             logits = torch.cat([logits, embeddings @ F.normalize(negatives, dim=-1).T / self.temperature], dim=1)
         index = torch.arange(count, device=logits.device)
-        targets = torch.cat([index + count, index])
-        return F.cross_entropy(
-            logits.to(torch.promote_types(logits.dtype, torch.float32)), targets
-        )  # log-sum-exp in float32 under any autocast
+        return logits, torch.cat([index + count, index])
+
+    def forward(self, anchors, positives, negatives=None):
+        return F.cross_entropy(*self.logits(anchors, positives, negatives))
 
 
 @ContrastiveLoss.register("info_nce")
@@ -57,7 +60,10 @@ class InfoNCELoss(ContrastiveLoss):
         self.temperature = check_temperature(temperature)
         self.hard_negative_weight = hard_negative_weight
 
-    def forward(self, anchors, positives, negatives=None):
+    @in_float32
+    def logits(self, anchors, positives, negatives=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``[M, M (+ K)]`` logits of each anchor against every positive (and hard negative),
+        and each row's target column."""
         anchors = F.normalize(anchors, dim=-1)
         logits = anchors @ F.normalize(positives, dim=-1).T / self.temperature
         if negatives is not None:
@@ -65,7 +71,7 @@ class InfoNCELoss(ContrastiveLoss):
             if self.hard_negative_weight:
                 hard = hard + self.hard_negative_weight * torch.eye(*hard.shape, dtype=hard.dtype, device=hard.device)
             logits = torch.cat([logits, hard], dim=1)
-        targets = torch.arange(anchors.size(0), device=logits.device)
-        return F.cross_entropy(
-            logits.to(torch.promote_types(logits.dtype, torch.float32)), targets
-        )  # log-sum-exp in float32 under any autocast
+        return logits, torch.arange(anchors.size(0), device=logits.device)
+
+    def forward(self, anchors, positives, negatives=None):
+        return F.cross_entropy(*self.logits(anchors, positives, negatives))

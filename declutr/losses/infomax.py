@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from declutr.losses.base import MutualInformationLoss
+from declutr.losses.base import MutualInformationLoss, in_float32
 
 LOG_2 = math.log(2.0)
 
@@ -20,9 +20,10 @@ class JensenShannonInfomaxLoss(MutualInformationLoss):
     representation in the batch. A sentence with its own tokens is a positive pair, with another
     sentence's tokens a negative. The loss ``E_neg[softplus(-s) + s - log 2] - E_pos[log 2 - softplus(-s)]``
     is minimised (the mutual-information lower bound is maximised); each expectation is a mean
-    over its pairs.
+    over its pairs. The scores and the loss are computed in float32 outside autocast (``in_float32``).
     """
 
+    @in_float32
     def forward(self, global_features, local_features, attention_mask):
         count = global_features.size(0)
         if count < 2:
@@ -31,7 +32,6 @@ class JensenShannonInfomaxLoss(MutualInformationLoss):
         local = local_features[tokens]  # [T, D]
         owner = torch.arange(count, device=local.device).unsqueeze(1).expand_as(tokens)[tokens]  # [T]
         scores = local @ global_features.T  # [T, count]
-        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # softplus in float32 under autocast
         positive = F.one_hot(owner, count).bool()
         positive_expectation = (LOG_2 - F.softplus(-scores[positive])).mean()
         negative_scores = scores[~positive]

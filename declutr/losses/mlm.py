@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from declutr.losses.base import Loss
+from declutr.losses.base import Loss, at_least_float32
 
 
 @Loss.register("mlm")
@@ -40,5 +40,9 @@ class MaskedLanguageModelingLoss(Loss):
     @staticmethod
     def _token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Each position's cross-entropy (0 where the label is -100), in at least float32."""
-        logits = logits.reshape(-1, logits.size(-1)).to(torch.promote_types(logits.dtype, torch.float32))
-        return F.cross_entropy(logits, labels.reshape(-1), ignore_index=-100, reduction="none")
+        return F.cross_entropy(
+            at_least_float32(logits.reshape(-1, logits.size(-1))),
+            labels.reshape(-1),
+            ignore_index=-100,
+            reduction="none",
+        )

@@ -9,7 +9,8 @@ at most ``contrastive_chunk_size`` texts) of every text group:
 
 1. ``_encode_without_grad``: every chunk through the encoder without autograd, keeping only the
    embeddings, the chunk's part of the masked-LM term (its masked tokens' losses times their
-   weights, ``TextGroup.token_weights``) and the RNG state the chunk started from;
+   weights, ``TextGroup.token_weights``) and the RNG state the chunk started from; then
+   autocast's cached casts of the weights are dropped (``forget_autocast_casts``);
 2. ``_cache_gradients``: ``ContrastiveModel.losses_from_embeddings`` with autograd, on the
    embeddings taken as (float32) leaves and the masked-LM sum taken as a leaf; the gradient of
    the loss with respect to each is kept, and the losses' own parameters (a learned
@@ -33,6 +34,7 @@ from typing import Protocol
 
 import torch
 
+from declutr.losses.base import at_least_float32
 from declutr.models.groups import Chunk, ChunkOutput, TextGroup
 from declutr.modules.batching import SubBatches
 
@@ -52,6 +54,13 @@ def replayed(state: RngState, device: torch.device):
         if state[1] is not None:
             torch.cuda.set_rng_state(state[1], device)
         yield
+
+
+def forget_autocast_casts() -> None:
+    """Drop autocast's cached low-precision copies of the weights. Copies cast without autograd
+    carry no history: on torch without pytorch#165068 the next pass under the same autocast
+    would reuse them, and every weight behind them (each Linear's) would silently get no gradient."""
+    torch.clear_autocast_cache()
 
 
 def outside_autocast(device: torch.device):
@@ -126,7 +135,8 @@ class GradCache:
                         mlm_sum = output.mlm_sum if mlm_sum is None else mlm_sum + output.mlm_sum
                 if pieces:
                     rows = record.plan.rows(pieces)
-                    record.embeddings = rows.to(torch.promote_types(rows.dtype, torch.float32)).requires_grad_()
+                    record.embeddings = at_least_float32(rows).requires_grad_()
+        forget_autocast_casts()  # the passes with autograd cast the weights afresh, with history
         return None if mlm_sum is None else mlm_sum.requires_grad_()
 
     @staticmethod

@@ -44,6 +44,10 @@ class Callback(Registrable):
     def on_end(self, trainer, metrics: dict[str, Any]) -> None:
         """After the last step, before the final export; entries added to ``metrics`` go to ``metrics.json``."""
 
+    def on_interrupt(self, trainer) -> None:
+        """Training stops before its end, at a checkpoint (preempted): release what ``on_end`` would,
+        without end-of-run work; the run continues later with ``--recover``."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -101,6 +105,9 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def on_interrupt(self, trainer) -> None:
+        self.on_end(trainer, {})
 
 
 @Callback.register("metrics_log")

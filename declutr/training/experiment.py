@@ -18,6 +18,7 @@ from typing import Any
 
 from declutr.core.errors import ConfigurationError, DeclutrError
 from declutr.core.plugins import import_components
+from declutr.training.wiring import trains, wiring_problems
 
 #: values the builder passes to every constructor that names them (docs/architecture.md); the
 #: run-time arguments of lazily built kinds are their ``runtime_args``
@@ -90,52 +91,9 @@ def validate_experiment(config: dict[str, Any]) -> None:
 
     import_components()
     problems = validate(experiment_schema(), _top_level(config), extras=dict.fromkeys(INJECTED))
-    problems = problems or architecture_problems(config)
+    problems = problems or wiring_problems(config)
     if problems:
         raise ConfigurationError(problems)
-
-
-def architecture_problems(config: dict[str, Any]) -> list[str]:
-    """What does not fit between a from-scratch encoder (``model.encoder.architecture``) and the
-    reader's tokenizer: a different vocabulary size, inputs longer than the model's positions
-    (the tokenizer is loaded, no weights)."""
-    model = config.get("model")
-    encoder = model.get("encoder") if isinstance(model, dict) else None
-    architecture = encoder.get("architecture") if isinstance(encoder, dict) else None
-    reader = config.get("dataset_reader")
-    tokenizer = reader.get("tokenizer") if isinstance(reader, dict) else None
-    if architecture is None:
-        return []
-    from declutr.data.tokenizer import TransformerTokenizer
-    from declutr.io.export import max_sequence_length
-    from declutr.modules.encoders import architecture_config, source_problem
-
-    both = source_problem(encoder.get("model_name"), architecture)
-    if both:
-        return [f"model.encoder: {both}"]
-    if not isinstance(architecture, dict) or not isinstance(tokenizer, dict):
-        return []  # the schema's own problems
-
-    try:
-        model_config = architecture_config(architecture)
-        reader_tokenizer = TransformerTokenizer(tokenizer.get("model_name"), tokenizer.get("max_length"))
-    except (DeclutrError, ValueError, TypeError, OSError):
-        return []  # building the encoder or the reader reports it, with its key path
-    problems = []
-    where = f'dataset_reader.tokenizer.model_name "{tokenizer.get("model_name")}"'
-    if model_config.vocab_size != reader_tokenizer.vocab_size:
-        problems.append(
-            f"model.encoder.architecture.vocab_size: {model_config.vocab_size}, but the tokenizer of {where} has "
-            f"{reader_tokenizer.vocab_size} tokens (set vocab_size to {reader_tokenizer.vocab_size})"
-        )
-    positions = max_sequence_length(model_config, None)
-    if reader_tokenizer.max_length > positions:
-        problems.append(
-            f"dataset_reader.tokenizer.max_length: {reader_tokenizer.max_length} tokens, longer than the "
-            f"{positions} positions of model.encoder.architecture (max_position_embeddings "
-            f"{model_config.max_position_embeddings})"
-        )
-    return problems
 
 
 def _top_level(config: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +132,7 @@ class Experiment:
         #: the top level built (an ``ExperimentSchema``); its components stay ``Lazy`` until
         #: :meth:`build` constructs them with the run-time values (``INJECTED`` among them)
         self.parts = build(experiment_schema(), _top_level(config), deferred=INJECTED)
-        problems = architecture_problems(config)
+        problems = wiring_problems(config)
         if problems:
             raise ConfigurationError(problems)
 
@@ -232,11 +190,7 @@ class Experiment:
     @property
     def trains(self) -> bool:
         """Whether the trainer trains (a ``NoOpTrainer`` only exports the model as built)."""
-        from declutr.training.trainer import NoOpTrainer, Trainer
-
-        trainer = self.parts.trainer.config
-        name = trainer if isinstance(trainer, str) else trainer.get("type") or Trainer.default_implementation
-        return not issubclass(Trainer.resolve(name)[0], NoOpTrainer)
+        return trains(self.parts.trainer.config)
 
     def build(
         self,

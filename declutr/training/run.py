@@ -6,6 +6,7 @@ Run directory: ``config.json`` (resolved), ``out.log``, ``metrics.jsonl``, ``che
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -18,8 +19,10 @@ import numpy as np
 
 from declutr.core.atomic import atomic_write_text
 from declutr.core.errors import DeclutrError
+from declutr.core.plugins import imported_plugins
 from declutr.training.devices import check_devices
 from declutr.training.experiment import Experiment, default_backend
+from declutr.training.preemption import DEFAULT_SIGNALS, TrainingPreempted, forwarded, signal_numbers
 
 logger = logging.getLogger("declutr")
 
@@ -33,6 +36,20 @@ def differing_keys(old: Any, new: Any, path: str = "") -> list[str]:
             for d in differing_keys(old.get(k), new.get(k), f"{path}.{k}" if path else k)
         ]
     return [] if old == new else [path or "config"]
+
+
+#: keys that may change between a run and its ``--recover``: where the processes meet, how batches
+#: are prepared and shown; the run continues exactly whatever their values
+RESUMABLE_KEYS = frozenset(
+    {
+        "distributed.master_address",
+        "distributed.master_port",
+        "data_loader.num_workers",
+        "data_loader.prefetch_factor",
+        "data_loader.progress",
+        "trainer.show_progress",
+    }
+)
 
 
 def prepare_run_dir(serialization_dir: Path, config: dict, recover: bool, force: bool) -> bool:
@@ -50,7 +67,11 @@ def prepare_run_dir(serialization_dir: Path, config: dict, recover: bool, force:
         stored = serialization_dir / "config.json"
         if not stored.is_file():
             raise DeclutrError(f"--recover: {stored} does not exist; nothing to recover")
-        differences = differing_keys(json.loads(stored.read_text(encoding="utf-8")), config)
+        differences = [
+            key
+            for key in differing_keys(json.loads(stored.read_text(encoding="utf-8")), config)
+            if key not in RESUMABLE_KEYS
+        ]
         if differences:
             raise DeclutrError(
                 f"--recover: the config differs from {stored} at {', '.join(differences[:5])}; "
@@ -101,8 +122,7 @@ def build_and_train(
     setup_logging(serialization_dir, rank == 0)
     set_seeds(experiment.random_seed)
     trainer = experiment.build(serialization_dir, rank, world_size, device)
-    checkpoint = getattr(trainer, "checkpointer", None)
-    latest = checkpoint.latest() if (recover and checkpoint is not None) else None
+    latest = resume_point(trainer, rank, world_size) if recover else None
     if recover and latest is None:
         logger.info(
             "no complete checkpoint in %s: starting from the beginning",
@@ -118,6 +138,28 @@ def build_and_train(
     if world_size > 1:
         torch.distributed.barrier()
     return metrics
+
+
+def resume_point(trainer, rank: int, world_size: int) -> Path | None:
+    """The checkpoint to continue from: rank 0 verifies (and sets damaged ones aside), every
+    rank gets its choice, or its one-line error."""
+    import torch.distributed as dist
+
+    checkpointer = getattr(trainer, "checkpointer", None)
+    if checkpointer is None:
+        return None
+    choice: list[Any] = [None, None]  # folder, error
+    if rank == 0:
+        try:
+            folder = checkpointer.resume_point()
+            choice[0] = str(folder) if folder is not None else None
+        except DeclutrError as error:
+            choice[1] = str(error)
+    if world_size > 1:
+        dist.broadcast_object_list(choice, src=0, group=getattr(trainer, "cpu_group", None))
+    if choice[1] is not None:
+        raise DeclutrError(choice[1])
+    return Path(choice[0]) if choice[0] is not None else None
 
 
 def plot_metrics(serialization_dir: Path) -> None:
@@ -152,7 +194,8 @@ def plot_metrics(serialization_dir: Path) -> None:
 
 def _worker(
     rank: int,
-    experiment: Experiment,
+    plugins: list[str],
+    config: dict,
     serialization_dir: str,
     recover: bool,
     devices: list[int],
@@ -163,16 +206,35 @@ def _worker(
 ) -> None:
     import torch.distributed as dist
 
+    from declutr.core.plugins import import_plugins
+
+    import_plugins(plugins)  # the parent's --include-package and plugin-file modules: before building
+    experiment = Experiment(config)
     os.environ.update(MASTER_ADDR=address, MASTER_PORT=str(port))
-    dist.init_process_group(backend, rank=rank, world_size=len(devices))
+    options = {}
+    if devices[rank] >= 0:  # before the group: NCCL and every CUDA call then use this process's own device
+        import torch
+
+        torch.cuda.set_device(devices[rank])
+        if "device_id" in inspect.signature(dist.init_process_group).parameters:
+            options["device_id"] = torch.device("cuda", devices[rank])
+    dist.init_process_group(backend, rank=rank, world_size=len(devices), **options)
     try:
         build_and_train(experiment, Path(serialization_dir), recover, rank, len(devices), devices[rank])
+    except TrainingPreempted as error:  # every rank stopped at the same checkpoint: rank 0 says where
+        if rank == 0:
+            errors.put((rank, "preempted", str(error)))
     except Exception as error:  # handed back through the queue, not recovered from traceback text
         user_mistake = isinstance(error, DeclutrError)
         errors.put((rank, user_mistake, str(error) if user_mistake else f"{type(error).__name__}: {error}"))
         raise
     finally:
         dist.destroy_process_group()
+
+
+def preemption_signals(experiment: Experiment) -> list:
+    trainer = experiment.config.get("trainer") or {}
+    return signal_numbers(trainer.get("preemption_signals", DEFAULT_SIGNALS))
 
 
 class SpawnedProcessError(RuntimeError):
@@ -219,12 +281,13 @@ def train_model(
 
         errors = mp.get_context("spawn").SimpleQueue()
         try:
-            mp.spawn(
+            context = mp.spawn(
                 _worker,
                 nprocs=len(settings.cuda_devices),
-                join=True,
+                join=False,
                 args=(
-                    experiment,  # pickled as its config
+                    imported_plugins(),
+                    experiment.config,
                     str(serialization_dir),
                     recover,
                     settings.cuda_devices,
@@ -234,6 +297,9 @@ def train_model(
                     errors,
                 ),
             )
+            with forwarded(preemption_signals(experiment), [process.pid for process in context.processes]):
+                while not context.join():
+                    pass
         except mp.ProcessRaisedException as error:
             if errors.empty():  # it failed before reaching the training code
                 raise SpawnedProcessError(f"training process {error.error_index} failed") from error
@@ -243,6 +309,8 @@ def train_model(
             raise SpawnedProcessError(f"training process {rank}: {message}") from error  # the cause has its stack
         except mp.ProcessExitedException as error:
             raise DeclutrError(f"training process {error.error_index} died (exit code {error.exit_code})") from None
+        if not errors.empty():
+            raise TrainingPreempted(errors.get()[2])
         metrics_file = serialization_dir / "metrics.json"
         return json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else None
     device = settings.cuda_devices[0] if settings is not None else None

@@ -20,6 +20,7 @@ from declutr.modules.distributed import average_gradients
 from declutr.training.callbacks import Callback, MetricsLog, NanGuard, ProgressBar, TrainingError, check_finite
 from declutr.training.checkpoint import Checkpointer, rng_state, set_rng_state
 from declutr.training.optimizers import Optimizer
+from declutr.training.preemption import DEFAULT_SIGNALS, SignalWatch, TrainingPreempted, signal_numbers
 from declutr.training.schedulers import LearningRateScheduler
 from declutr.training.util import count_tokens, move_to, unwrap
 from declutr.training.util import reduce_mean as _reduce_mean
@@ -76,6 +77,8 @@ class GradientDescentTrainer(Trainer):
         (one is also written at every epoch end). keep_checkpoints: how many to keep (-1: all).
     validation_every: steps between validation passes (null: at each epoch end only).
     show_progress: draw the tqdm bar. find_unused_parameters: passed to DDP.
+    preemption_signals: signals that stop training at a checkpoint after the current step (exit
+        code 75; ``--recover`` continues exactly); ``[]`` keeps their default action.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class GradientDescentTrainer(Trainer):
         validation_data_loader=None,
         show_progress: bool = True,
         find_unused_parameters: bool = False,
+        preemption_signals: list[str] = DEFAULT_SIGNALS,
         rank: int = 0,
         world_size: int = 1,
         device: int | None = None,
@@ -116,12 +120,16 @@ class GradientDescentTrainer(Trainer):
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if grad_norm is not None and grad_norm <= 0:
             raise ValueError(f"grad_norm must be positive, got {grad_norm}")
+        self.preemption = SignalWatch(signal_numbers(preemption_signals))
         self.serialization_dir = Path(serialization_dir)
         self.rank = rank
         self.world_size = world_size
         self.is_primary = rank == 0
         self.device = select_device(cuda_device if device is None else device)  # run time wins: each process's own
         self.data_loader = data_loader
+        for loader in (data_loader, validation_data_loader):  # page-locked batches only for a CUDA device
+            if hasattr(loader, "pin_memory"):
+                loader.pin_memory = self.device.type == "cuda"
         self.validation_data_loader = validation_data_loader
         self.accumulation = gradient_accumulation_steps
         self.grad_norm = grad_norm
@@ -155,6 +163,10 @@ class GradientDescentTrainer(Trainer):
         if use_amp and not self.use_amp:
             logger.warning("use_amp with amp_dtype float16 is set but training runs on CPU: mixed precision is off")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and self.amp_dtype == torch.float16)
+        # collectives of host values (the stop flag, RNG states) on the CPU, whatever the backend
+        self.cpu_group = None
+        if world_size > 1 and torch.distributed.get_backend() != "gloo":
+            self.cpu_group = torch.distributed.new_group(backend="gloo")
         if world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(
@@ -184,8 +196,18 @@ class GradientDescentTrainer(Trainer):
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
+    def _rng_states(self) -> list[dict[str, Any]]:
+        """Every process's RNG states, in rank order (each process's own CUDA device's only)."""
+        own = rng_state(self.device)
+        if self.world_size == 1:
+            return [own]
+        states: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(states, own, group=self.cpu_group)
+        return states
+
     def training_state(self) -> dict[str, Any]:
         return {
+            "world_size": self.world_size,
             "step": self.step,
             "epoch": self.epoch,
             "batches_in_epoch": self.batches_in_epoch,
@@ -193,20 +215,30 @@ class GradientDescentTrainer(Trainer):
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
+            "rng": self._rng_states(),
             "data_loader": self.data_loader.state_dict(),
             "callbacks": [c.state_dict() for c in self.callbacks],
         }
 
-    def save_checkpoint(self) -> None:
-        state = self.training_state()  # every rank: collective-free, but keeps RNG use identical
-        if self.is_primary:
-            self.checkpointer.save(self.step, unwrap(self.model), state)
+    def save_checkpoint(self) -> Path | None:
+        """Every rank takes part (the RNG states are gathered); rank 0 writes. The folder on rank 0."""
+        state = self.training_state()
+        folder = self.checkpointer.save(self.step, unwrap(self.model), state) if self.is_primary else None
         if self.world_size > 1:
             torch.distributed.barrier()
+        return folder
 
     def restore(self, folder: Path) -> None:
+        from declutr.core.errors import DeclutrError
+
         state = Checkpointer.load(folder, unwrap(self.model))
+        saved_world = state.get("world_size")  # absent: a checkpoint of an earlier release
+        if saved_world is not None and int(saved_world) != self.world_size:
+            raise DeclutrError(
+                f"--recover: {folder} was written by a run of {int(saved_world)} process(es), this one has "
+                f"{self.world_size}; the data each process reads and its random streams depend on that number, "
+                f"so the run cannot continue exactly: recover with {int(saved_world)} process(es)"
+            )
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
@@ -217,7 +249,8 @@ class GradientDescentTrainer(Trainer):
         self.data_loader.load_state_dict(state["data_loader"])
         for callback, callback_state in zip(self.callbacks, state["callbacks"]):
             callback.load_state_dict(callback_state)
-        set_rng_state(state["rng"])
+        states = state["rng"]  # one per rank; a single dict in checkpoints of earlier releases
+        set_rng_state(states[self.rank] if isinstance(states, list) else states, self.device)
         logger.info("resumed from %s at step %d (epoch %d)", folder, self.step, self.epoch)
 
     @torch.no_grad()
@@ -337,7 +370,27 @@ class GradientDescentTrainer(Trainer):
         self.validated_at = self.step
         return metrics
 
+    def _stop_if_preempted(self, window: dict[str, Any], steps: int) -> None:
+        """After a step: when any process received a preemption signal, every process stops here,
+        at a checkpoint (written unless this step already has one)."""
+        received = self.preemption.agreed(self.cpu_group, self.world_size)
+        if received is None:
+            return
+        folder = self.checkpointer.directory / f"step_{self.step:08d}"
+        if not (self.checkpoint_every and self.step % self.checkpoint_every == 0):
+            self._check_window(window, steps)
+            folder = self.save_checkpoint() or folder
+        self._call("on_interrupt")
+        raise TrainingPreempted(
+            f"preempted by {received.name} after step {self.step} of {self.total_steps}: checkpoint {folder} "
+            f"written; rerun the same declutr train command with --recover to continue exactly"
+        )
+
     def train(self, checkpoint: Path | None = None) -> dict[str, Any]:
+        with self.preemption.installed():
+            return self._train(checkpoint)
+
+    def _train(self, checkpoint: Path | None = None) -> dict[str, Any]:
         if checkpoint is not None:
             self.restore(checkpoint)
         self.model.train()
@@ -369,6 +422,7 @@ class GradientDescentTrainer(Trainer):
                 if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                     self._check_window(window, window_steps)
                     self.save_checkpoint()
+                self._stop_if_preempted(window, window_steps)
             if self.batches_in_epoch >= len(self.data_loader):
                 final.update(self._maybe_validate(due=True))
                 self._call("on_epoch_end", self.epoch, self.data_loader_stats())

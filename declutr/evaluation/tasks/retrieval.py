@@ -54,6 +54,20 @@ def load_pickle(path: Path):
         raise DeclutrError(f"{path}: not a readable pickle ({type(error).__name__}: {error})") from None
 
 
+def duplicate_captions(captions: list[str], fold_images: int) -> int:
+    """How many of the ranked captions (5 per image, :data:`~classifiers.RANKING_FOLDS` folds of
+    ``fold_images`` images) have the same text as a caption of another image in their fold: the
+    exact score ties whose order numpy's sort decides, in SentEval as here."""
+    count, per_fold = 0, 5 * fold_images
+    for start in range(0, classifiers.RANKING_FOLDS * per_fold, per_fold):
+        fold = captions[start : start + per_fold]
+        images_of: dict[str, set[int]] = {}
+        for index, text in enumerate(fold):
+            images_of.setdefault(text, set()).add(index // 5)
+        count += sum(len(images_of[text]) > 1 for text in fold)
+    return count
+
+
 @SentEvalTask.register("ImageCaptionRetrieval")
 class ImageCaptionRetrieval(SentEvalTask):
     """COCO image-caption retrieval as SentEval's ``rank.py``: ``COCO/{train,valid,test}.pkl`` hold
@@ -108,6 +122,7 @@ class ImageCaptionRetrieval(SentEvalTask):
             "acc": [image_to_text, text_to_image],
             "ndev": len(dev_text),
             "ntest": len(test_text),
+            "test_duplicate_captions": duplicate_captions(test_text, settings.ranking_fold_images),
             "protocol": "acc: [image to text, text to image] x (R@1, R@5, R@10, median rank), mean of "
             f"{classifiers.RANKING_FOLDS} folds of {settings.ranking_fold_images} test images; "
             "devacc: the same folds' six recalls summed, mean over dev folds",
