@@ -354,7 +354,7 @@ class WindowReader(DatasetReader):
         self.mlm_probability = mlm_probability
         self.separate_documents = separate_documents
         self.separator = separator
-        self._layouts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._layouts: dict[str, tuple[Selection, np.ndarray]] = {}
 
     @property
     def mlm(self) -> bool:
@@ -368,18 +368,22 @@ class WindowReader(DatasetReader):
     def layout(self, index: CorpusIndex) -> tuple[np.ndarray, np.ndarray]:
         """``(documents, starts)``: the usable documents in stream order and where each begins in
         the stream (``starts[-1]`` is the stream's length)."""
+        selection, starts = self._layout(index)
+        return selection.records, starts
+
+    def _layout(self, index: CorpusIndex) -> tuple[Selection, np.ndarray]:
+        """The base reader's selection of documents (computed once per corpus) and the starts."""
         key = str(index.directory)
         if key not in self._layouts:
-            documents = super().select(index).records
-            lengths = index.lengths[documents].astype(np.int64) + int(self.separate_documents)
-            self._layouts[key] = (documents, np.concatenate([[0], np.cumsum(lengths)]))
+            selection = super().select(index)
+            lengths = index.lengths[selection.records].astype(np.int64) + int(self.separate_documents)
+            self._layouts[key] = (selection, np.concatenate([[0], np.cumsum(lengths)]))
         return self._layouts[key]
 
     def select(self, index: CorpusIndex) -> Selection:
         """The windows (``0 .. n-1``); the documents' skip counts as the base reader's."""
-        skipped = super().select(index).skipped
-        _, starts = self.layout(index)
-        return Selection(records=np.arange(int(starts[-1]) // self.window), skipped=skipped)
+        selection, starts = self._layout(index)
+        return Selection(records=np.arange(int(starts[-1]) // self.window), skipped=selection.skipped)
 
     def stream(self, index: CorpusIndex, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Token ids ``start:stop`` of the stream, and which of them are separators."""
