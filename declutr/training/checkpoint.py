@@ -220,12 +220,16 @@ class Checkpointer:
         os.replace(folder, target)
         return target
 
+    def folder(self, step: int) -> Path:
+        """Where the checkpoint of ``step`` is (or would be) written."""
+        return self.directory / f"step_{step:08d}"
+
     def save(self, step: int, model: torch.nn.Module, training_state: dict[str, Any]) -> Path:
         from safetensors.torch import save_model
 
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"step_{step:08d}"
-        final = self.directory / name
+        final = self.folder(step)
+        name = final.name
         with staged_directory(final) as staging:
             save_model(model, str(staging / WEIGHTS))
             torch.save(training_state, staging / STATE)

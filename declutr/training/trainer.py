@@ -376,7 +376,7 @@ class GradientDescentTrainer(Trainer):
         received = self.preemption.agreed(self.cpu_group, self.world_size)
         if received is None:
             return
-        folder = self.checkpointer.directory / f"step_{self.step:08d}"
+        folder = self.checkpointer.folder(self.step)
         if not (self.checkpoint_every and self.step % self.checkpoint_every == 0):
             self._check_window(window, steps)
             folder = self.save_checkpoint() or folder
