@@ -19,7 +19,7 @@ from declutr.core.errors import DeclutrError
 from declutr.core.plugins import discover, registered_commands
 from declutr.version import VERSION
 
-BUILTIN = ("train", "evaluate", "embed", "merge", "config", "components", "tokenizer", "checkpoints")
+BUILTIN = ("train", "evaluate", "embed", "merge", "config", "components", "tokenizer", "index", "checkpoints")
 
 
 def _included_packages(args: list[str]) -> list[str]:

@@ -34,13 +34,13 @@ def command(data_path, output, vocab_size, kind, cased, max_length, min_frequenc
 
     from declutr.core.atomic import staged_directory
     from declutr.core.errors import DeclutrError
-    from declutr.data.sources import expand_paths
+    from declutr.data.sources import check_data_path
     from declutr.data.vocabulary import corpus_texts, train_tokenizer
 
     target = Path(output)
     if target.exists():
         raise DeclutrError(f"{output}: already exists (choose a new folder)")
-    expand_paths(data_path)  # a missing path is one line before any work
+    check_data_path(data_path)  # a missing path is one line before any work
     started = time.time()
     counted = [0]
 

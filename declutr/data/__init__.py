@@ -7,6 +7,7 @@ Importing this package registers every data component.
 from declutr.data.collate import mask_tokens, pad_group
 from declutr.data.index import CorpusIndex, load_or_build_index
 from declutr.data.loader import DataLoader, DocumentDataLoader
+from declutr.data.mixture import MixtureComponent
 from declutr.data.readers import (
     DatasetReader,
     Example,
@@ -43,6 +44,7 @@ __all__ = [
     "DocumentSource",
     "Example",
     "JsonLines",
+    "MixtureComponent",
     "NLITripletReader",
     "Record",
     "SameTextSampler",

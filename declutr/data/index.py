@@ -1,41 +1,59 @@
 """The corpus index: every text tokenized once, its ids cached on disk and read back by offset.
 
-One streaming pass over the files (gzip included) tokenizes each text with the fast tokenizer
-and appends its ids to ``tokens.bin``; small per-record arrays (status, file, line, offsets)
-go to ``index.npz``. Later passes — every epoch, every rank, every worker — read one text with
-one ``pread``, so memory stays flat however large the corpus is, any record can be visited in
-any order (an exact per-epoch reshuffle), and the number of usable documents (hence the number
-of batches) is known before training starts.
+One streaming pass over the data path's chunks (declutr/data/sources.py) tokenizes each text
+with the fast tokenizer and appends its ids to ``tokens.bin``; small per-record arrays (status,
+file, line, offsets) go to ``index.npz``. Later passes — every epoch, every rank, every worker —
+read one text with one ``pread``, so memory stays flat however large the corpus is, any record
+can be visited in any order (an exact per-epoch reshuffle), and the number of usable documents
+(hence the number of batches) is known before training starts.
+
+The pass runs in ``workers`` processes: the building process cuts the corpus into chunks (about
+4 MB of lines, a Parquet row group, a run of dataset rows), the workers read and tokenize them,
+and the builder writes their results in chunk order, with at most two chunks per worker in
+flight. The chunks and their order do not depend on the number of workers, so the index is the
+same, byte for byte, with one worker or many.
 
 The cache lives in ``cache_directory`` (default ``$DECLUTR_CACHE`` or ``~/.cache/declutr``)
-under a key made of the files' paths, sizes and modification times, the source's settings, the
-tokenizer and the unit, so a changed file or tokenizer builds a new index. Building holds a
-file lock: concurrent ranks build it once. Files are written to temporary names, then renamed.
+under a key made of the parts' identities (paths, sizes and modification times of the files; a
+Hub dataset's commit), the source's settings, the tokenizer and the unit, so a changed file or
+tokenizer builds a new index. An index is built in a staging folder next to its final place and
+renamed into place complete (``meta.json`` last), so a half-built index is never used, on any
+file system with an atomic rename (NFS and Lustre included). Building also holds a file lock, so
+concurrent ranks on one machine (or on several, where the shared file system supports locks)
+build it once; where locks do not work, each builder finishes its own copy and the first rename
+wins. ``declutr index`` builds an index ahead of a multi-node launch.
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
+import shutil
+import socket
+import tempfile
 import time
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from declutr.core.atomic import atomic_file
-from declutr.data.sources import OK, DocumentSource, expand_paths
-from declutr.data.tokenizer import TransformerTokenizer
+from declutr.core.errors import DeclutrError
+from declutr.data.sources import OK, Chunk, DocumentSource, Part
+from declutr.data.tokenizer import TransformerTokenizer, plain_backend
 
 logger = logging.getLogger(__name__)
 Unit = Literal["subword", "whitespace"]
 INDEX_VERSION = 1
-_BATCH_TEXTS = 256
-_BATCH_CHARS = 2 << 20
+#: with ``workers`` left to the default, a process per this many bytes of corpus (at most one per
+#: core): starting a worker costs a second or two, worth it only for corpora of some size
+BYTES_PER_WORKER = 16 << 20
 
 
 def default_cache_directory() -> Path:
@@ -53,6 +71,7 @@ class CorpusIndex:
         self.directory = Path(directory)
         meta = json.loads((self.directory / "meta.json").read_text(encoding="utf-8"))
         self.files: list[str] = meta["files"]
+        self.rows: list[bool] = meta.get("rows", [False] * len(self.files))  # numbered by row, not line
         self.num_fields: int = meta["num_fields"]
         self.unit: str = meta["unit"]
         self.id_dtype = np.dtype(meta["id_dtype"])
@@ -100,8 +119,10 @@ class CorpusIndex:
         )
 
     def location(self, record: int) -> str:
-        """``file:line`` of a record, for messages."""
-        return f"{self.files[int(self.file_index[record])]}:{int(self.line[record])}"
+        """``file:line`` (``file row N`` for Parquet and datasets) of a record, for messages."""
+        file = int(self.file_index[record])
+        separator = " row " if self.rows[file] else ":"
+        return f"{self.files[file]}{separator}{int(self.line[record])}"
 
     def close(self) -> None:
         if self._pid == os.getpid():
@@ -116,15 +137,34 @@ class CorpusIndex:
             pass
 
 
-def cache_key(files: list[Path], source: DocumentSource, tokenizer: TransformerTokenizer, unit: str) -> str:
+def cache_key(parts: list[Part], source: DocumentSource, tokenizer: TransformerTokenizer, unit: str) -> str:
     described = {
         "version": INDEX_VERSION,
-        "files": [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files],
+        "files": [list(part.identity) for part in parts],
         "source": source.fingerprint(),
         "tokenizer": tokenizer.fingerprint(),
         "unit": unit,
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:24]
+
+
+def index_directory(
+    parts: list[Part],
+    source: DocumentSource,
+    tokenizer: TransformerTokenizer,
+    unit: str = "subword",
+    cache_directory: str | os.PathLike | None = None,
+) -> Path:
+    """Where the index of ``parts`` read by ``source`` lives (complete when it has ``meta.json``)."""
+    root = Path(cache_directory) if cache_directory else default_cache_directory()
+    return root / "index" / cache_key(parts, source, tokenizer, unit)
+
+
+def default_workers(total_bytes: int) -> int:
+    """Processes for a build when none is asked for: one per ``BYTES_PER_WORKER`` of corpus, at
+    most one per core available to this process."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, math.ceil(total_bytes / BYTES_PER_WORKER)))
 
 
 def load_or_build_index(
@@ -134,11 +174,12 @@ def load_or_build_index(
     unit: Unit = "subword",
     cache_directory: str | os.PathLike | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> CorpusIndex:
-    """The cached index of ``data_path``, built first if needed (under a lock)."""
-    files = expand_paths(data_path)
-    root = Path(cache_directory) if cache_directory else default_cache_directory()
-    directory = root / "index" / cache_key(files, source, tokenizer, unit)
+    """The cached index of ``data_path``, built first if needed (under a lock) by ``workers``
+    processes (null: see :func:`default_workers`)."""
+    parts = source.parts(data_path)
+    directory = index_directory(parts, source, tokenizer, unit, cache_directory)
     if (directory / "meta.json").is_file():
         return CorpusIndex(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -146,10 +187,51 @@ def load_or_build_index(
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if not (directory / "meta.json").is_file():
-                _build(files, source, tokenizer, unit, directory, progress)
+                build_index(parts, source, tokenizer, unit, directory, progress, workers)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return CorpusIndex(directory)
+
+
+class _Tokenize:
+    """Reads one chunk and tokenizes its texts: the work of a worker (or of the builder itself).
+
+    Returns arrays for the builder to append: per record its status and line; per text (``fields``
+    per record, zero-length for skipped records) its number of ids (and, for the whitespace unit,
+    of word starts); the ids and word starts themselves as bytes."""
+
+    def __init__(self, backend_json: str, id_dtype: str, fields: int, words: bool):
+        self.backend_json, self.id_dtype, self.fields, self.words = backend_json, id_dtype, fields, words
+        self._backend = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_backend": None}
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            self._backend = plain_backend(self.backend_json)
+        return self._backend
+
+    def __call__(self, chunk: Chunk) -> tuple[np.ndarray, ...]:
+        records = list(chunk.source.records(chunk))
+        status = np.fromiter((r.status for r in records), dtype=np.int8, count=len(records))
+        lines = np.fromiter((r.line for r in records), dtype=np.int64, count=len(records))
+        ok = [r for r in records if r.status == OK]
+        texts = [t for r in ok for t in r.texts]
+        encode = self.backend.encode  # one thread: the workers are the parallelism (not rayon's threads)
+        encodings = [encode(text, add_special_tokens=False) for text in texts]
+        slots = (np.flatnonzero(status == OK)[:, None] * self.fields + np.arange(self.fields)).ravel()
+        token_lengths = np.zeros(len(records) * self.fields, dtype=np.int64)
+        token_lengths[slots] = [len(e.ids) for e in encodings]
+        ids = np.fromiter((i for e in encodings for i in e.ids), dtype=self.id_dtype, count=int(token_lengths.sum()))
+        word_lengths = np.zeros_like(token_lengths)
+        starts = b""
+        if self.words:
+            word_starts = [_word_starts(text, e) for text, e in zip(texts, encodings)]
+            word_lengths[slots] = [len(w) for w in word_starts]
+            starts = b"".join(w.tobytes() for w in word_starts)
+        return status, lines, token_lengths, ids.tobytes(), word_lengths, starts
 
 
 def _word_starts(text: str, encoding) -> np.ndarray:
@@ -161,114 +243,184 @@ def _word_starts(text: str, encoding) -> np.ndarray:
     return np.searchsorted(word_of_token, np.arange(len(spaces) + 2), side="left").astype(np.uint32)
 
 
-class _IndexWriter:
-    """Appends records' token ids (and word starts) to the index files; ``finish`` writes the arrays.
-
-    The files are ``atomic_file`` contexts on ``stack``: they appear under their final names when
-    the stack closes without an error, and are removed otherwise.
-    """
-
-    def __init__(self, stack: contextlib.ExitStack, directory: Path, tokenizer, fields: int, words: bool):
-        self.tokenizer, self.fields, self.directory = tokenizer, fields, directory
-        self.tokens_out = stack.enter_context(atomic_file(directory / "tokens.bin", "wb"))
-        self.words_out = stack.enter_context(atomic_file(directory / "words.bin", "wb")) if words else None
-        self.index_out = stack.enter_context(atomic_file(directory / "index.npz", "wb"))
-        self.status: list[int] = []
-        self.file_index: list[int] = []
-        self.line: list[int] = []
-        self.token_offsets = [0]
-        self.word_offsets = [0]
-        self.pending: list[tuple[int, list[str]]] = []  # (record number, texts) awaiting tokenization
-        self.pending_chars = 0
-
-    def add(self, record) -> None:
-        number = len(self.status)
-        self.status.append(record.status)
-        self.file_index.append(record.file)
-        self.line.append(record.line)
-        if record.status == OK:
-            self.pending.append((number, list(record.texts)))
-            self.pending_chars += sum(len(t) for t in record.texts)
-        if len(self.pending) >= _BATCH_TEXTS or self.pending_chars >= _BATCH_CHARS:
-            self.flush()
-
-    def _pad_to(self, records: int) -> None:
-        """Empty offsets for the records skipped before ``records``."""
-        while len(self.token_offsets) - 1 < records * self.fields:
-            self.token_offsets.append(self.token_offsets[-1])
-            self.word_offsets.append(self.word_offsets[-1])
-
-    def flush(self) -> None:
-        texts = [t for _, record_texts in self.pending for t in record_texts]
-        encodings = iter(self.tokenizer.encode_batch(texts) if texts else [])
-        for number, record_texts in self.pending:
-            self._pad_to(number)
-            for text in record_texts:
-                encoding = next(encodings)
-                ids = np.asarray(encoding.ids, dtype=self.tokenizer.id_dtype)
-                self.tokens_out.write(ids.tobytes())
-                self.token_offsets.append(self.token_offsets[-1] + len(ids))
-                if self.words_out is not None:
-                    starts = _word_starts(text, encoding)
-                    self.words_out.write(starts.tobytes())
-                    self.word_offsets.append(self.word_offsets[-1] + len(starts))
-                else:
-                    self.word_offsets.append(self.word_offsets[-1])
-        self.pending.clear()
-        self.pending_chars = 0
-
-    def finish(self) -> None:
-        self.flush()
-        self._pad_to(len(self.status))  # trailing skipped records
-        arrays = {
-            "status": np.asarray(self.status, dtype=np.int8),
-            "file_index": np.asarray(self.file_index, dtype=np.int32),
-            "line": np.asarray(self.line, dtype=np.int64),
-            "token_offsets": np.asarray(self.token_offsets, dtype=np.int64),
-        }
-        if self.words_out is not None:
-            arrays["word_offsets"] = np.asarray(self.word_offsets, dtype=np.int64)
-        np.savez(self.index_out, **arrays)
+_WORKER_TASK: _Tokenize | None = None
 
 
-def _build(files, source, tokenizer, unit, directory: Path, progress: bool) -> None:
+def _start_worker(task: _Tokenize, plugins: list[str]) -> None:
+    """A worker process: the parent's plugin modules imported (a plugin source's chunks unpickle;
+    already there after a fork), the task kept for its chunks."""
+    global _WORKER_TASK
+    from declutr.core.plugins import import_plugins
+
+    import_plugins(plugins)
+    _WORKER_TASK = task
+
+
+def _run_in_worker(chunk: Chunk):
+    return _WORKER_TASK(chunk)
+
+
+def _tokenized_chunks(chunks: Iterator[Chunk], task: _Tokenize, workers: int):
+    """``(chunk, result)`` in chunk order, computed here (one worker) or by ``workers`` spawned
+    processes with at most two chunks each in flight (memory stays flat in corpus size)."""
+    if workers <= 1:
+        for chunk in chunks:
+            yield chunk, task(chunk)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from declutr.core.plugins import imported_plugins
+
+    # fork where there is one (as torch's DataLoader workers): a spawned worker would re-run the
+    # caller's script when it lacks an ``if __name__ == "__main__"`` guard, and import torch again
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(task, imported_plugins())
+    )
+    pending: collections.deque = collections.deque()
+    chunk = None
+    try:
+        for chunk in chunks:
+            pending.append((chunk, pool.submit(_run_in_worker, chunk)))
+            while len(pending) >= 2 * workers:
+                chunk, future = pending.popleft()
+                yield chunk, future.result()
+        while pending:
+            chunk, future = pending.popleft()
+            yield chunk, future.result()
+    except BrokenProcessPool:
+        where = chunk.part.location(chunk.first) if chunk is not None else "the corpus"
+        raise DeclutrError(
+            f"indexing failed: a worker process died (killed, or out of memory) while reading the chunk "
+            f"from {where}; nothing was kept (rerun; fewer --workers need less memory)"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with fixed zip timestamps, so the same arrays give the same bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+def build_index(
+    parts: list[Part],
+    source: DocumentSource,
+    tokenizer: TransformerTokenizer,
+    unit: str,
+    directory: Path,
+    progress: bool = True,
+    workers: int | None = None,
+) -> None:
+    """Build the index of ``parts`` into ``directory``, which appears complete or not at all."""
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    directory.mkdir(parents=True, exist_ok=True)
-    total_bytes = sum(p.stat().st_size for p in files)
+    total_bytes = sum(part.size for part in parts)
+    workers = default_workers(total_bytes) if workers is None else int(workers)
+    if workers < 1:
+        raise DeclutrError(f"workers must be at least 1, got {workers}")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.{socket.gethostname()}."))
+    words = unit == "whitespace"
+    task = _Tokenize(tokenizer.backend_json, np.dtype(tokenizer.id_dtype).name, source.num_fields, words)
+    chunks = (chunk for number, part in enumerate(parts) for chunk in source.chunks(part, number))
     bar = tqdm(
-        total=total_bytes, unit="B", unit_scale=True, desc=f"indexing {len(files)} file(s)", disable=not progress
+        total=total_bytes or None,
+        unit="B",
+        unit_scale=True,
+        desc=f"indexing {len(parts)} part(s), {workers} worker(s)",
+        disable=not progress,
     )
-    with bar, contextlib.ExitStack() as stack:
-        writer = _IndexWriter(stack, directory, tokenizer, source.num_fields, words=unit == "whitespace")
-        last_file, done_bytes = -1, 0
-        for record in source.read_files(files):
-            if record.file != last_file:
-                if last_file >= 0:
-                    done_bytes += files[last_file].stat().st_size
-                    bar.n = done_bytes
-                    bar.set_postfix(records=len(writer.status))
-                last_file = record.file
-            writer.add(record)
-        writer.finish()
-        bar.n = total_bytes
-    meta = {
-        "files": [str(p) for p in files],
-        "num_fields": source.num_fields,
-        "unit": unit,
-        "id_dtype": np.dtype(tokenizer.id_dtype).name,
-        "records": len(writer.status),
-        "tokens": int(writer.token_offsets[-1]),
-        "tokenizer": tokenizer.model_name,
-    }
-    with atomic_file(directory / "meta.json") as file:  # written last: its presence marks a complete index
-        json.dump(meta, file, indent=1)
+    status, file_index, lines, token_lengths, word_lengths = [], [], [], [], []
+    try:
+        os.chmod(staging, 0o777 & ~_umask())
+        with bar, open(staging / "tokens.bin", "wb") as tokens_out, open(staging / "words.bin", "wb") as words_out:
+            for chunk, (s, line, tl, ids, wl, starts) in _tokenized_chunks(chunks, task, workers):
+                status.append(s)
+                file_index.append(np.full(len(s), chunk.number, dtype=np.int32))
+                lines.append(line)
+                token_lengths.append(tl)
+                word_lengths.append(wl)
+                tokens_out.write(ids)
+                words_out.write(starts)
+                bar.update(chunk.size)
+                bar.set_postfix(records=sum(len(x) for x in status), refresh=False)
+        if not words:
+            (staging / "words.bin").unlink()
+        arrays = {
+            "status": _joined(status, np.int8),
+            "file_index": _joined(file_index, np.int32),
+            "line": _joined(lines, np.int64),
+            "token_offsets": _offsets(token_lengths),
+        }
+        if words:
+            arrays["word_offsets"] = _offsets(word_lengths)
+        _save_npz(staging / "index.npz", arrays)
+        meta = {
+            "files": [part.name for part in parts],
+            "rows": [part.rows for part in parts],
+            "num_fields": source.num_fields,
+            "unit": unit,
+            "id_dtype": np.dtype(tokenizer.id_dtype).name,
+            "records": len(arrays["status"]),
+            "tokens": int(arrays["token_offsets"][-1]),
+            "tokenizer": str(tokenizer.model_name),
+        }
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")  # last: marks it complete
+        _move_into_place(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    seconds = time.perf_counter() - started
     logger.info(
-        "indexed %d records (%d tokens) of %s in %.1fs into %s",
+        "indexed %d records (%d tokens, %.1f MB) of %s in %.1fs with %d worker(s) (%.1f MB/s) into %s",
         meta["records"],
         meta["tokens"],
-        ", ".join(str(p) for p in files[:3]),
-        time.perf_counter() - started,
+        total_bytes / 1e6,
+        ", ".join(part.name for part in parts[:3]) + (", ..." if len(parts) > 3 else ""),
+        seconds,
+        workers,
+        total_bytes / 1e6 / max(seconds, 1e-9),
         directory,
     )
+
+
+def _umask() -> int:
+    from declutr.core.atomic import current_umask
+
+    return current_umask()
+
+
+def _joined(pieces: list[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate(pieces).astype(dtype, copy=False) if pieces else np.zeros(0, dtype=dtype)
+
+
+def _offsets(lengths: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(_joined(lengths, np.int64))]).astype(np.int64)
+
+
+def _move_into_place(staging: Path, directory: Path) -> None:
+    """Rename the complete ``staging`` folder to ``directory``. When another builder got there
+    first with a complete index, keep theirs; a folder without ``meta.json`` (left by a build
+    that died, in an earlier release) is set aside and removed."""
+    for _ in range(3):
+        try:
+            os.rename(staging, directory)
+            return
+        except OSError:
+            if (directory / "meta.json").is_file():
+                return  # the same index, built by another process
+            aside = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.stale."))
+            try:
+                os.rename(directory, aside / "index")
+            except FileNotFoundError:
+                pass
+            shutil.rmtree(aside, ignore_errors=True)
+    os.rename(staging, directory)

@@ -9,6 +9,7 @@ collates examples into the batch layout of docs/architecture.md.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class DatasetReader(Registrable):
         self._tokenizer = tokenizer
         self.source = document_source or AutoFormat()
         self.cache_directory = cache_directory
-        self._indexes: dict[str, CorpusIndex] = {}
+        self._indexes: dict[tuple[str, str], CorpusIndex] = {}  # by (data path, source fingerprint)
 
     @property
     def tokenizer(self):
@@ -93,12 +94,27 @@ class DatasetReader(Registrable):
         """The shortest usable text, in ``unit`` s."""
         return 1
 
-    def index(self, data_path: str | os.PathLike, progress: bool = True) -> CorpusIndex:
-        """The corpus index of ``data_path`` (built and cached on first use)."""
-        key = os.fspath(data_path)
+    def index(
+        self,
+        data_path: str | os.PathLike,
+        progress: bool = True,
+        workers: int | None = None,
+        source: DocumentSource | None = None,
+    ) -> CorpusIndex:
+        """The corpus index of ``data_path`` read by ``source`` (default: the reader's own), built
+        and cached on first use by ``workers`` processes (None: ``load_or_build_index`` decides by
+        the corpus size, at most one per core)."""
+        source = source or self.source
+        key = (os.fspath(data_path), json.dumps(source.fingerprint(), sort_keys=True, default=str))
         if key not in self._indexes:
             self._indexes[key] = load_or_build_index(
-                data_path, self.source, self._tokenizer, self.unit, self.cache_directory, progress
+                data_path,
+                source,
+                self._tokenizer,
+                self.unit,
+                self.cache_directory,
+                progress,
+                workers=workers,
             )
         return self._indexes[key]
 

@@ -31,6 +31,16 @@ def check_model_name(name: str) -> bool:
     return False
 
 
+def plain_backend(backend_json: str):
+    """A Rust tokenizer from its JSON, with truncation and padding off."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(backend_json)
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
 class TransformerTokenizer:
     """A Hugging Face fast tokenizer plus the few operations the data pipeline needs.
 
@@ -76,7 +86,7 @@ class TransformerTokenizer:
         self.vocab_size = len(tokenizer)
         self.id_dtype = np.uint16 if self.vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
         backend_json = tokenizer.backend_tokenizer.to_str()
-        self._backend_json = backend_json
+        self.backend_json = backend_json
         self._backend = None
 
     def _special_tokens(self) -> tuple[np.ndarray, np.ndarray]:
@@ -94,16 +104,12 @@ class TransformerTokenizer:
     def backend(self):
         """A private copy of the Rust tokenizer with truncation and padding off (picklable)."""
         if self._backend is None:
-            from tokenizers import Tokenizer
-
-            self._backend = Tokenizer.from_str(self._backend_json)
-            self._backend.no_truncation()
-            self._backend.no_padding()
+            self._backend = plain_backend(self.backend_json)
         return self._backend
 
     def fingerprint(self) -> str:
         """Identifies the tokenization (part of the token cache key)."""
-        return hashlib.sha256(self._backend_json.encode("utf-8")).hexdigest()[:16]
+        return hashlib.sha256(self.backend_json.encode("utf-8")).hexdigest()[:16]
 
     def encode_batch(self, texts: list[str]) -> list[Any]:
         """Tokenize whole texts without special tokens or truncation (``tokenizers.Encoding`` s)."""

@@ -68,14 +68,16 @@ class PassagePairs:
 def read_documents(path: str | os.PathLike) -> list[tuple[str, str]]:
     """``(id, text)`` for every record of ``path`` in file and line order, read as training reads
     corpora (``declutr.data.sources``: a file, a folder or a glob; plain text one document per line,
-    JSON lines or CSV with a ``text`` field; gzip looked through). ``id`` is ``file:line``; an empty
+    JSON lines, CSV or Parquet with a ``text`` field, a saved or Hub dataset; gzip and zstd looked
+    through). ``id`` is ``file:line`` (``file row N``); an empty
     or undecodable record comes back with the text ``""`` (a document too short, hence skipped)."""
-    from declutr.data.sources import AutoFormat, expand_paths
+    from declutr.data.sources import AutoFormat
 
-    files = expand_paths(path)
+    source = AutoFormat()
+    parts = source.parts(path)
     return [
-        (f"{files[record.file]}:{record.line}", record.texts[0] if record.texts else "")
-        for record in AutoFormat().read_files(files)
+        (parts[record.file].location(record.line), record.texts[0] if record.texts else "")
+        for record in source.read_parts(parts)
     ]
 
 

@@ -7,8 +7,8 @@
     }
 
 :meth:`Experiment.from_file` evaluates a file (JSONnet, ext vars, the AllenNLP-1.1 translation,
-``--overrides``); :class:`Experiment` validates the config once and builds reader -> model ->
-loaders -> trainer for one process (``rank``, ``world_size``, ``device`` are arguments, never
+``--overrides``); :class:`Experiment` validates the config once and builds reader -> loaders ->
+model -> trainer for one process (``rank``, ``world_size``, ``device`` are arguments, never
 config edits). ``declutr train`` is ``train_model(Experiment.from_file(...), dir)``;
 ``training/run.py`` only launches processes and manages the run directory.
 """
@@ -62,6 +62,7 @@ def experiment_schema() -> type:
     defaults. The components are ``Lazy``, so building it is cheap (no tokenizer, no weights)."""
     from declutr.core.construct import Lazy
     from declutr.data import DataLoader, DatasetReader
+    from declutr.data.mixture import MixtureComponent
     from declutr.models import Model
     from declutr.training.trainer import Trainer
 
@@ -71,8 +72,8 @@ def experiment_schema() -> type:
             dataset_reader: Lazy[DatasetReader],
             model: Lazy[Model],
             trainer: Lazy[Trainer],
-            train_data_path: str | None = None,
-            validation_data_path: str | None = None,
+            train_data_path: str | list[MixtureComponent] | None = None,
+            validation_data_path: str | list[MixtureComponent] | None = None,
             data_loader: Lazy[DataLoader] | None = None,
             validation_dataset_reader: Lazy[DatasetReader] | None = None,
             validation_data_loader: Lazy[DataLoader] | None = None,
@@ -192,18 +193,12 @@ class Experiment:
         """Whether the trainer trains (a ``NoOpTrainer`` only exports the model as built)."""
         return trains(self.parts.trainer.config)
 
-    def build(
-        self,
-        serialization_dir: str | os.PathLike,
-        rank: int = 0,
-        world_size: int = 1,
-        device: int | None = None,
-    ):
-        """Build reader, model, data loaders and trainer (in this order) for one process.
+    def build_data(self, serialization_dir: str | os.PathLike, rank: int = 0, world_size: int = 1):
+        """``(reader, train_loader, validation_loader)`` of one process, without the model: the
+        readers (hence the tokenizer) and the data loaders, whose construction builds every corpus
+        index the run uses. A loader is None without its data path.
 
-        ``device``: a CUDA index or -1 for CPU, overriding ``trainer.cuda_device`` (each spawned
-        process passes its own). Data paths are checked before the tokenizer or any weights load.
-        """
+        Data paths are checked before the tokenizer loads."""
         from declutr.core.construct import Lazy, build
         from declutr.data import DataLoader
 
@@ -215,7 +210,6 @@ class Experiment:
         check_data_paths(parts)
         run_dir = {"serialization_dir": str(serialization_dir)}
         reader = parts.dataset_reader.construct(**run_dir)
-        model = parts.model.construct(tokenizer=reader.tokenizer, **run_dir)
 
         def loader(lazy, reader, path):
             lazy = lazy or Lazy(lambda **kw: build(DataLoader, {}, "data_loader", kw))
@@ -232,7 +226,25 @@ class Experiment:
                 validation_reader.construct(**run_dir) if validation_reader else reader,
                 parts.validation_data_path,
             )
-        return parts.trainer.construct(
+        return reader, train_loader, validation_loader
+
+    def build(
+        self,
+        serialization_dir: str | os.PathLike,
+        rank: int = 0,
+        world_size: int = 1,
+        device: int | None = None,
+    ):
+        """Build reader and data loaders (:meth:`build_data`), model and trainer (in this order)
+        for one process.
+
+        ``device``: a CUDA index or -1 for CPU, overriding ``trainer.cuda_device`` (each spawned
+        process passes its own). Data paths are checked before the tokenizer or any weights load.
+        """
+        reader, train_loader, validation_loader = self.build_data(serialization_dir, rank, world_size)
+        run_dir = {"serialization_dir": str(serialization_dir)}
+        model = self.parts.model.construct(tokenizer=reader.tokenizer, **run_dir)
+        return self.parts.trainer.construct(
             model=model,
             data_loader=train_loader,
             validation_data_loader=validation_loader,
@@ -244,13 +256,21 @@ class Experiment:
 
 
 def check_data_paths(parts: Any) -> None:
-    """Every data path names existing files (a file, a folder of data files or a glob)."""
-    from declutr.data.sources import expand_paths
+    """Every data path (every component's of a mixture but those of weight 0, which are not read)
+    names existing files (a file, a folder of data files or a glob), a saved Hugging Face dataset
+    or a Hub dataset (``hf:NAME``, looked up when read); the first that does not is one line with
+    its key path."""
+    from declutr.data.sources import check_data_path
 
     for key in ("train_data_path", "validation_data_path"):
-        path = getattr(parts, key)
-        if path:
+        value = getattr(parts, key)
+        paths = (
+            [(key, value)]
+            if isinstance(value, str)
+            else [(f"{key}[{i}].path", c.path) for i, c in enumerate(value or []) if c.weight > 0]
+        )
+        for where, path in paths:
             try:
-                expand_paths(path)
+                check_data_path(path)
             except DeclutrError as error:
-                raise DeclutrError(f"{key}: {error}") from None
+                raise DeclutrError(f"{where}: {error}") from None

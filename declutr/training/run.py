@@ -47,6 +47,8 @@ RESUMABLE_KEYS = frozenset(
         "data_loader.num_workers",
         "data_loader.prefetch_factor",
         "data_loader.progress",
+        "data_loader.index_workers",
+        "validation_data_loader.index_workers",
         "trainer.show_progress",
     }
 )

@@ -2,8 +2,9 @@
 
 ``wiring_problems(config)`` is what ``declutr config`` and :class:`~declutr.training.experiment.Experiment`
 add to the schema's validation: a from-scratch encoder against its tokenizer
-(``architecture_problems``) and keys that contradict each other (``cross_key_problems``), each one
-line naming the key paths concerned (docs/configs.md, "Keys that must agree with each other").
+(``architecture_problems``), keys that contradict each other (``cross_key_problems``) and the
+components of a mixture of data paths (``declutr.data.mixture.mixture_problems``), each one line
+naming the key paths concerned (docs/configs.md, "Keys that must agree with each other").
 """
 
 import inspect
@@ -16,8 +17,16 @@ from declutr.core.errors import DeclutrError
 
 def wiring_problems(config: dict[str, Any]) -> list[str]:
     """The problems between parts of a schema-valid config that each pass on their own:
-    ``architecture_problems`` and ``cross_key_problems``."""
-    return architecture_problems(config) + cross_key_problems(config)
+    ``mixture_problems`` of the data paths, ``architecture_problems`` and ``cross_key_problems``."""
+    from declutr.data.mixture import mixture_problems
+
+    mixtures = [
+        problem
+        for key in ("train_data_path", "validation_data_path")
+        if isinstance(config.get(key), list)
+        for problem in mixture_problems(config[key], key)
+    ]
+    return mixtures + architecture_problems(config) + cross_key_problems(config)
 
 
 def architecture_problems(config: dict[str, Any]) -> list[str]:

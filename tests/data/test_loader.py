@@ -199,7 +199,7 @@ def test_index_is_cached_and_gzip_equals_plain(make_reader, make_loader, tmp_pat
         raise AssertionError("the cached index was rebuilt")
 
     fresh_reader = make_reader()  # a new reader finds the index on disk
-    monkeypatch.setattr(index_module, "_build", no_rebuild)
+    monkeypatch.setattr(index_module, "build_index", no_rebuild)
     assert_batches_equal(list(make_loader(fresh_reader, plain, batch_size=4)), expected)
     monkeypatch.undo()
     assert_batches_equal(list(make_loader(reader, compressed, batch_size=4)), expected)
