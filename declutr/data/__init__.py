@@ -5,6 +5,7 @@ Importing this package registers every data component.
 """
 
 from declutr.data.collate import mask_tokens, pad_group
+from declutr.data.columnar import HuggingFaceDataset, ParquetRows
 from declutr.data.index import CorpusIndex, load_or_build_index
 from declutr.data.loader import DataLoader, DocumentDataLoader
 from declutr.data.mixture import MixtureComponent
@@ -43,9 +44,11 @@ __all__ = [
     "DocumentDataLoader",
     "DocumentSource",
     "Example",
+    "HuggingFaceDataset",
     "JsonLines",
     "MixtureComponent",
     "NLITripletReader",
+    "ParquetRows",
     "Record",
     "SameTextSampler",
     "SentenceReader",

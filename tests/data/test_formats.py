@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from declutr.commands import main
 from declutr.core import DeclutrError, build
 from declutr.data import DocumentSource
+from declutr.data import compression as compression_module
 from declutr.data import index as index_module
-from declutr.data import sources as sources_module
 from declutr.data.index import CorpusIndex, build_index, load_or_build_index
 from declutr.data.sources import EMPTY, OK, AutoFormat, JsonLines
 from declutr.data.tokenizer import TransformerTokenizer
@@ -55,6 +55,7 @@ def test_parquet_row_groups_directory_nulls_and_auto(tmp_path, documents):
     # a Parquet file without the suffix is recognised by its magic number
     os.rename(folder / "a.parquet", tmp_path / "exported.bin")
     assert texts_of({}, tmp_path / "exported.bin") == expected[:7]
+    assert AutoFormat().parts(tmp_path / "exported.bin")[0].location(4) == f"{tmp_path / 'exported.bin'} row 4"
 
 
 def test_parquet_errors_name_the_file_and_the_columns(tmp_path):
@@ -136,7 +137,7 @@ def tokenizer(tiny_roberta):
 
 
 def test_index_is_the_same_byte_for_byte_with_one_or_two_workers(tmp_path, documents, tokenizer, monkeypatch):
-    monkeypatch.setattr(sources_module, "CHUNK_BYTES", 6000)  # many chunks from a small corpus
+    monkeypatch.setattr(compression_module, "CHUNK_BYTES", 6000)  # many chunks from a small corpus
     folder = tmp_path / "corpus"
     folder.mkdir()
     write_jsonl(folder / "a.jsonl", documents + ["", "short one"])
@@ -175,7 +176,7 @@ class _KillsItsWorker(JsonLines):
 
 
 def test_a_worker_that_dies_fails_the_build_and_leaves_nothing(tmp_path, documents, tokenizer, monkeypatch):
-    monkeypatch.setattr(sources_module, "CHUNK_BYTES", 6000)
+    monkeypatch.setattr(compression_module, "CHUNK_BYTES", 6000)
     path = write_jsonl(tmp_path / "docs.jsonl", documents)
     cache = tmp_path / "cache"
     with pytest.raises(DeclutrError, match=r"indexing failed: a worker process died .* nothing was kept") as error:

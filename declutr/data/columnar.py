@@ -1,0 +1,250 @@
+"""Column formats: Parquet files and Hugging Face datasets (saved with ``save_to_disk``, or on
+the Hub as ``hf:NAME``), read in row groups or runs of rows so that several processes can
+index them. ``pyarrow`` and ``datasets`` are optional (``declutr[parquet]``, ``declutr[datasets]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from declutr.core.errors import DeclutrError
+from declutr.data import compression
+from declutr.data.compression import optional_module
+from declutr.data.sources import (
+    HUB_PREFIX,
+    Chunk,
+    DocumentSource,
+    Part,
+    Policy,
+    Record,
+    field_list,
+    is_saved_dataset,
+    is_saved_dataset_dict,
+)
+
+
+class _ColumnSource(DocumentSource):
+    """Formats with named, typed columns (Parquet, datasets): texts in the columns ``fields``;
+    a null cell is an empty document; rows are numbered from 1."""
+
+    def __init__(self, fields: str | list[str] = "text", empty: Policy = "skip", undecodable: Policy = "skip"):
+        super().__init__(empty, undecodable)
+        self.fields = field_list(fields, "column")
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.fields)
+
+    def _check_columns(self, where: str, columns: dict[str, Any]) -> None:
+        """``columns``: name -> type (a string). Every field must be there and hold text."""
+        missing = [f for f in self.fields if f not in columns]
+        if missing:
+            raise DeclutrError(f"{where}: no column {', '.join(missing)} (columns: {', '.join(columns)})")
+        for field in self.fields:
+            if columns[field] not in ("string", "large_string", "string_view"):
+                raise DeclutrError(f"{where}: column {field} holds {columns[field]}, not text")
+
+    def _rows(self, columns: list[list], part: Part, number: int, first: int) -> Iterator[Record]:
+        for row, values in enumerate(zip(*columns), start=first):
+            yield self._record([v if v is not None else "" for v in values], part, number, row)
+
+
+@DocumentSource.register("parquet")
+class ParquetRows(_ColumnSource):
+    """Parquet files (one, a directory or a glob); the text is in the columns ``fields``. Read
+    row group by row group in record batches (``pyarrow``), never a whole file at once; each row
+    group is a chunk, so a corpus of several row groups or files is indexed in parallel.
+
+    # Parameters
+    fields: the column(s) holding the text (``"text"``).
+    empty: see ``DocumentSource`` (a null cell is an empty document).
+    """
+
+    def chunks(self, part: Part, number: int) -> Iterator[Chunk]:
+        parquet = _parquet_file(part.path)
+        schema = parquet.schema_arrow
+        self._check_columns(part.name, {f.name: str(f.type) for f in schema})
+        metadata, row = parquet.metadata, 1
+        for group in range(metadata.num_row_groups):
+            rows = metadata.row_group(group).num_rows
+            yield Chunk(self, part, number, row, group, part.size * rows // max(metadata.num_rows, 1))
+            row += rows
+
+    def records(self, chunk: Chunk) -> Iterator[Record]:
+        parquet = _parquet_file(chunk.part.path)
+        row = chunk.first
+        batches = parquet.iter_batches(
+            batch_size=2048, row_groups=[chunk.payload], columns=self.fields, use_threads=False
+        )
+        for batch in batches:
+            columns = [batch.column(f).to_pylist() for f in self.fields]
+            yield from self._rows(columns, chunk.part, chunk.number, row)
+            row += batch.num_rows
+
+
+def _parquet_file(path: Path):
+    parquet = optional_module("pyarrow.parquet", "parquet", f"{path}: reading Parquet")
+    try:
+        return parquet.ParquetFile(path)
+    except (OSError, ValueError) as error:  # ArrowInvalid is a ValueError, ArrowIOError an OSError
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DeclutrError(f"{path}: not a readable Parquet file ({message})") from None
+
+
+@DocumentSource.register("hf_dataset")
+class HuggingFaceDataset(_ColumnSource):
+    """A Hugging Face dataset: a folder written by ``save_to_disk`` (a ``Dataset``, or a
+    ``DatasetDict``, whose ``split`` is read), or a dataset on the Hub named ``hf:NAME`` (``NAME``
+    may also be a local folder of data files, as ``datasets.load_dataset`` takes it).
+
+    A saved or downloaded dataset is read from its Arrow files, memory-mapped, in runs of rows
+    (in parallel when indexing); with ``streaming`` a Hub dataset is streamed once, without
+    downloading it first. The index of a Hub dataset is keyed by its commit on the Hub (or its
+    files, for a local folder).
+
+    # Parameters
+    fields: the column(s) holding the text (``"text"``).
+    split: the split to read (``"train"``).
+    subset: the dataset's configuration (``name`` in ``load_dataset``), if it has several.
+    revision: a Hub branch, tag or commit (null: the default branch).
+    streaming: stream a Hub dataset instead of downloading and preparing it.
+    empty: see ``DocumentSource``.
+    """
+
+    def __init__(
+        self,
+        fields: str | list[str] = "text",
+        split: str = "train",
+        subset: str | None = None,
+        revision: str | None = None,
+        streaming: bool = False,
+        empty: Policy = "skip",
+        undecodable: Policy = "skip",
+    ):
+        super().__init__(fields, empty, undecodable)
+        self.split, self.subset, self.revision, self.streaming = split, subset, revision, streaming
+
+    def parts(self, data_path: str | os.PathLike) -> list[Part]:
+        text = str(data_path)
+        if text.startswith(HUB_PREFIX):
+            return [self._hub_part(text[len(HUB_PREFIX) :])]
+        path = self._saved_path(Path(text).expanduser())
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        identity = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+        size = sum(p.stat().st_size for p in files if p.suffix == ".arrow")
+        return [Part(str(path), identity, size, rows=True, kind="dataset")]
+
+    def _saved_path(self, path: Path) -> Path:
+        if is_saved_dataset_dict(path):
+            splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+            if self.split not in splits:
+                raise DeclutrError(
+                    f"{path}: a saved DatasetDict without a split {self.split!r} (splits: {', '.join(splits)})"
+                )
+            path = path / self.split
+        if not is_saved_dataset(path):
+            what = "no such directory" if not path.exists() else "no state.json and dataset_info.json"
+            raise DeclutrError(
+                f"{path}: not a saved Hugging Face dataset ({what}; write one with Dataset.save_to_disk, "
+                f"or name a Hub dataset as {HUB_PREFIX}NAME)"
+            )
+        return path
+
+    def _hub_part(self, name: str) -> Part:
+        settings = (self.subset, self.split, self.revision)
+        local = Path(name).expanduser()
+        if local.is_dir():
+            files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
+            identity = (name, *settings, *((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+            return Part(HUB_PREFIX + name, identity, sum(p.stat().st_size for p in files), rows=True, kind="dataset")
+        optional_module("datasets", "datasets", f"{HUB_PREFIX}{name}: reading a Hugging Face dataset")
+        try:
+            from huggingface_hub import HfApi
+
+            commit = HfApi().dataset_info(name, revision=self.revision).sha
+        except Exception as error:  # noqa: BLE001 (network, authentication, a wrong name: all one line)
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DeclutrError(
+                f"{HUB_PREFIX}{name}: cannot look the dataset up on the Hugging Face Hub ({message})"
+            ) from None
+        return Part(HUB_PREFIX + name, (name, *settings, commit), 0, rows=True, kind="dataset")
+
+    def _load(self, part: Part):
+        """The ``datasets`` object of a part (a ``Dataset``, or an ``IterableDataset`` when streaming)."""
+        datasets = optional_module("datasets", "datasets", f"{part.name}: reading a Hugging Face dataset")
+        try:
+            if not part.name.startswith(HUB_PREFIX):
+                return datasets.load_from_disk(part.name)
+            name = part.name[len(HUB_PREFIX) :]
+            return datasets.load_dataset(
+                name, self.subset, split=self.split, revision=self.revision, streaming=self.streaming
+            )
+        except Exception as error:  # noqa: BLE001 (datasets raises many types for a wrong name, split or file)
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DeclutrError(f"{part.name}: cannot load the dataset ({type(error).__name__}: {message})") from None
+
+    def chunks(self, part: Part, number: int) -> Iterator[Chunk]:
+        dataset = self._load(part)
+        features = getattr(dataset, "features", None)
+        if features is not None:
+            self._check_columns(part.name, {k: getattr(v, "dtype", type(v).__name__) for k, v in features.items()})
+        files = [f["filename"] for f in getattr(dataset, "cache_files", None) or []]
+        if self.streaming or not files or getattr(dataset, "_indices", None) is not None:
+            yield from self._streamed_chunks(dataset, part, number)
+            return
+        row = 1
+        for file in files:
+            rows, nbytes = _arrow_table(file).num_rows, os.path.getsize(file)
+            step = max(1, rows * compression.CHUNK_BYTES // max(nbytes, 1))
+            for start in range(0, rows, step):
+                stop = min(rows, start + step)
+                yield Chunk(self, part, number, row + start, (file, start, stop), nbytes * (stop - start) // rows)
+            row += rows
+
+    def _streamed_chunks(self, dataset, part: Part, number: int) -> Iterator[Chunk]:
+        """Records parsed here, in this process, as the dataset streams by."""
+        records, chars = [], 0
+        for row, example in enumerate(dataset, start=1):
+            missing = [f for f in self.fields if f not in example]
+            if missing:
+                keys = ", ".join(example)
+                raise DeclutrError(f"{part.location(row)}: no column {', '.join(missing)} (columns: {keys})")
+            values = [example[f] for f in self.fields]
+            bad = next((f for f, v in zip(self.fields, values) if v is not None and not isinstance(v, str)), None)
+            if bad is not None:
+                raise DeclutrError(f"{part.location(row)}: column {bad} holds {type(example[bad]).__name__}, not text")
+            record = self._record([v or "" for v in values], part, number, row)
+            records.append(record)
+            chars += sum(len(t) for t in record.texts or ())
+            if chars >= compression.CHUNK_BYTES:
+                yield Chunk(_Parsed(), part, number, records[0].line, records, chars)
+                records, chars = [], 0
+        if records:
+            yield Chunk(_Parsed(), part, number, records[0].line, records, chars)
+
+    def records(self, chunk: Chunk) -> Iterator[Record]:
+        file, start, stop = chunk.payload
+        table = _arrow_table(file).slice(start, stop - start).select(self.fields)
+        columns = [table.column(f).to_pylist() for f in self.fields]
+        return self._rows(columns, chunk.part, chunk.number, chunk.first)
+
+
+class _Parsed(DocumentSource):
+    """Reads chunks whose payload is records already parsed (a streamed dataset's)."""
+
+
+_ARROW_TABLES: dict[str, Any] = {}
+
+
+def _arrow_table(file: str):
+    """A dataset's Arrow file as a table, memory-mapped (one per process and file)."""
+    table = _ARROW_TABLES.get(file)
+    if table is None:
+        pyarrow = optional_module("pyarrow", "parquet", f"{file}: reading a dataset's Arrow file")
+        with pyarrow.memory_map(file) as source:
+            table = _ARROW_TABLES[file] = pyarrow.ipc.open_stream(source).read_all()
+    return table
