@@ -116,3 +116,6 @@ def _report(what, index) -> None:
     size = sum(path.stat().st_size for path in index.directory.iterdir() if path.is_file())
     tokens = int(index.token_offsets[-1])
     click.echo(f"{what}: {len(index):,} records, {tokens:,} tokens, {size / 1e6:,.1f} MB index in {index.directory}")
+    for name, commit in zip(index.files, index.commits):
+        if commit:
+            click.echo(f"  {name} at commit {commit} (set document_source.revision to it to train offline)")

@@ -6,7 +6,9 @@ index them. ``pyarrow`` and ``datasets`` are optional (``declutr[parquet]``, ``d
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,9 @@ from declutr.data.sources import (
     is_saved_dataset,
     is_saved_dataset_dict,
 )
+
+logger = logging.getLogger(__name__)
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class _ColumnSource(DocumentSource):
@@ -154,14 +159,23 @@ class HuggingFaceDataset(_ColumnSource):
             )
         return path
 
+    def fingerprint(self) -> dict:
+        """Without ``revision``: a Hub part's identity holds the commit it names, so a branch and
+        its commit (pinned to read offline) find the same index."""
+        described = super().fingerprint()
+        described.pop("revision", None)
+        return described
+
     def _hub_part(self, name: str) -> Part:
-        settings = (self.subset, self.split, self.revision)
+        settings = (self.subset, self.split)
         local = Path(name).expanduser()
         if local.is_dir():
             files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
             identity = (name, *settings, *((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
             return Part(HUB_PREFIX + name, identity, sum(p.stat().st_size for p in files), rows=True, kind="dataset")
         optional_module("datasets", "datasets", f"{HUB_PREFIX}{name}: reading a Hugging Face dataset")
+        if self.revision is not None and _COMMIT.fullmatch(self.revision):
+            return Part(HUB_PREFIX + name, (name, *settings, self.revision), 0, True, "dataset", self.revision)
         try:
             from huggingface_hub import HfApi
 
@@ -169,9 +183,11 @@ class HuggingFaceDataset(_ColumnSource):
         except Exception as error:  # noqa: BLE001 (network, authentication, a wrong name: all one line)
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DeclutrError(
-                f"{HUB_PREFIX}{name}: cannot look the dataset up on the Hugging Face Hub ({message})"
+                f"{HUB_PREFIX}{name}: cannot look the dataset up on the Hugging Face Hub ({message}); "
+                "without the network, set document_source.revision to its commit (declutr index prints it)"
             ) from None
-        return Part(HUB_PREFIX + name, (name, *settings, commit), 0, rows=True, kind="dataset")
+        logger.info("%s%s: revision %s is commit %s", HUB_PREFIX, name, self.revision or "(default)", commit)
+        return Part(HUB_PREFIX + name, (name, *settings, commit), 0, True, "dataset", commit)
 
     def _load(self, part: Part):
         """The ``datasets`` object of a part (a ``Dataset``, or an ``IterableDataset`` when streaming)."""

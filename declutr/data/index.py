@@ -72,6 +72,7 @@ class CorpusIndex:
         meta = json.loads((self.directory / "meta.json").read_text(encoding="utf-8"))
         self.files: list[str] = meta["files"]
         self.rows: list[bool] = meta.get("rows", [False] * len(self.files))  # numbered by row, not line
+        self.commits: list[str | None] = meta.get("commits", [None] * len(self.files))  # of Hub datasets
         self.num_fields: int = meta["num_fields"]
         self.unit: str = meta["unit"]
         self.id_dtype = np.dtype(meta["id_dtype"])
@@ -292,10 +293,10 @@ def _tokenized_chunks(chunks: Iterator[Chunk], task: _Tokenize, workers: int):
             chunk, future = pending.popleft()
             yield chunk, future.result()
     except BrokenProcessPool:
-        where = chunk.part.location(chunk.first) if chunk is not None else "the corpus"
+        where = f" (the chunks from {chunk.part.location(chunk.first)} on)" if chunk is not None else ""
         raise DeclutrError(
-            f"indexing failed: a worker process died (killed, or out of memory) while reading the chunk "
-            f"from {where}; nothing was kept (rerun; fewer --workers need less memory)"
+            f"indexing failed: a worker process died (killed, or out of memory) while reading the corpus{where}; "
+            "nothing was kept (rerun; fewer workers need less memory)"
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -367,6 +368,7 @@ def build_index(
         meta = {
             "files": [part.name for part in parts],
             "rows": [part.rows for part in parts],
+            "commits": [part.commit for part in parts],  # of Hub datasets
             "num_fields": source.num_fields,
             "unit": unit,
             "id_dtype": np.dtype(tokenizer.id_dtype).name,

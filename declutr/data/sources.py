@@ -72,6 +72,7 @@ class Part:
     size: int
     rows: bool = False
     kind: str = "file"  # "file" or "dataset"
+    commit: str | None = None  # a Hub dataset's commit
 
     @classmethod
     def file(cls, path: Path) -> Part:

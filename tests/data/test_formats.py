@@ -131,6 +131,15 @@ def test_saved_dataset_dataset_dict_and_hub_path(tmp_path, documents):
         assert source.parts(hub)[0].location(3) == f"hf:{repo} row 3"
 
 
+def test_a_hub_dataset_pinned_to_a_commit_needs_no_network_to_find_its_index():
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    pinned = build(DocumentSource, {"type": "hf_dataset", "revision": commit})
+    (part,) = pinned.parts("hf:someone/corpus")  # no lookup on the Hub
+    assert (part.name, part.commit, part.rows) == ("hf:someone/corpus", commit, True)
+    branch = build(DocumentSource, {"type": "hf_dataset", "revision": "main"})
+    assert branch.fingerprint() == pinned.fingerprint()  # the commit, in the part, keys the index
+
+
 @pytest.fixture
 def tokenizer(tiny_roberta):
     return TransformerTokenizer(str(tiny_roberta))
