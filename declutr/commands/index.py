@@ -26,6 +26,9 @@ from declutr.commands import config_options
 @click.option("--format", "source_type", default="auto", show_default=True, help="With DATA: the document_source type.")
 @click.option("--field", "fields", multiple=True, help="With DATA: the text field(s) or column(s) [text].")
 @click.option("--split", default=None, help="With DATA: the split of a saved DatasetDict or Hub dataset [train].")
+@click.option("--subset", default=None, help="With DATA: a Hub dataset's configuration.")
+@click.option("--revision", default=None, help="With DATA: a Hub dataset's branch, tag or commit.")
+@click.option("--streaming", is_flag=True, help="With DATA: stream a Hub dataset instead of preparing it.")
 @click.option(
     "--unit", type=click.Choice(["subword", "whitespace"]), default="subword", show_default=True,
     help="With DATA: the span sampler's unit (whitespace also stores word starts).",
@@ -44,6 +47,9 @@ def command(
     source_type,
     fields,
     split,
+    subset,
+    revision,
+    streaming,
     unit,
     cache_directory,
     workers,
@@ -67,24 +73,21 @@ def command(
     else:
         if model_name is None:
             raise DeclutrError("DATA needs --tokenizer MODEL (the model whose tokenizer training uses)")
-        index = _data_index(
-            data_path, model_name, max_length, source_type, fields, split, unit, cache_directory, workers, no_progress
-        )
+        dataset = {"split": split, "subset": subset, "revision": revision, "streaming": streaming or None}
+        settings = {"type": source_type, **{key: value for key, value in dataset.items() if value is not None}}
+        if fields:
+            settings["fields"] = list(fields) if len(fields) > 1 else fields[0]
+        index = _data_index(data_path, model_name, max_length, settings, unit, cache_directory, workers, no_progress)
         _report(data_path, index)
     click.echo(f"done in {time.perf_counter() - started:.1f}s", err=True)
 
 
-def _data_index(data_path, model_name, max_length, source_type, fields, split, unit, cache_directory, workers, quiet):
+def _data_index(data_path, model_name, max_length, settings, unit, cache_directory, workers, quiet):
     from declutr.core.construct import build
     from declutr.data import DocumentSource
     from declutr.data.index import load_or_build_index
     from declutr.data.tokenizer import TransformerTokenizer
 
-    settings = {"type": source_type}
-    if fields:
-        settings["fields"] = list(fields) if len(fields) > 1 else fields[0]
-    if split is not None:
-        settings["split"] = split
     source = build(DocumentSource, settings, "--format")
     tokenizer = TransformerTokenizer(model_name, max_length)
     return load_or_build_index(data_path, source, tokenizer, unit, cache_directory, not quiet, workers)

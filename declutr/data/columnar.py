@@ -26,6 +26,7 @@ from declutr.data.sources import (
     field_list,
     is_saved_dataset,
     is_saved_dataset_dict,
+    parsed_chunks,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ class _ColumnSource(DocumentSource):
 @DocumentSource.register("parquet")
 class ParquetRows(_ColumnSource):
     """Parquet files (one, a directory or a glob); the text is in the columns ``fields``. Read
-    row group by row group in record batches (``pyarrow``), never a whole file at once; each row
-    group is a chunk, so a corpus of several row groups or files is indexed in parallel.
+    row group by row group in record batches of 2,048 rows (``pyarrow``), never a whole file or
+    row group at once. A row group of up to 16 MB is a chunk read by a worker; a larger one is
+    read here, batch by batch, and its texts are tokenized by the workers in chunks of about 4 MB.
 
     # Parameters
     fields: the column(s) holding the text (``"text"``).
@@ -74,20 +76,34 @@ class ParquetRows(_ColumnSource):
         schema = parquet.schema_arrow
         self._check_columns(part.name, {f.name: str(f.type) for f in schema})
         metadata, row = parquet.metadata, 1
+        total = max(metadata.num_rows, 1)
         for group in range(metadata.num_row_groups):
             rows = metadata.row_group(group).num_rows
-            yield Chunk(self, part, number, row, group, part.size * rows // max(metadata.num_rows, 1))
+            if metadata.row_group(group).total_byte_size <= 4 * compression.CHUNK_BYTES:
+                yield Chunk(self, part, number, row, group, part.size * rows // total)
+            else:
+                records = self._group_records(parquet, group, part, number, row)
+                yield from parsed_chunks(records, part, number, lambda n, _: part.size * n // total)
             row += rows
 
     def records(self, chunk: Chunk) -> Iterator[Record]:
-        parquet = _parquet_file(chunk.part.path)
-        row = chunk.first
-        batches = parquet.iter_batches(
-            batch_size=2048, row_groups=[chunk.payload], columns=self.fields, use_threads=False
-        )
-        for batch in batches:
+        return self._group_records(_parquet_file(chunk.part.path), chunk.payload, chunk.part, chunk.number, chunk.first)
+
+    def _group_records(self, parquet, group: int, part: Part, number: int, first: int) -> Iterator[Record]:
+        batches = parquet.iter_batches(batch_size=2048, row_groups=[group], columns=self.fields, use_threads=False)
+        row = first
+        while True:
+            try:
+                batch = next(batches, None)
+            except (OSError, ValueError) as error:  # a damaged page: ArrowIOError / ArrowInvalid
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise DeclutrError(
+                    f"{part.name}: corrupt Parquet data in row group {group} (rows from {first}): {message}"
+                ) from None
+            if batch is None:
+                return
             columns = [batch.column(f).to_pylist() for f in self.fields]
-            yield from self._rows(columns, chunk.part, chunk.number, row)
+            yield from self._rows(columns, part, number, row)
             row += batch.num_rows
 
 
@@ -160,11 +176,14 @@ class HuggingFaceDataset(_ColumnSource):
         return path
 
     def fingerprint(self) -> dict:
-        """Without ``revision``: a Hub part's identity holds the commit it names, so a branch and
-        its commit (pinned to read offline) find the same index."""
+        """Without the settings that choose the dataset (its parts' identities hold the split, the
+        subset and the commit a revision names: a branch and its pinned commit, read offline, find
+        the same index), nor ``streaming`` (the same records either way); named as ``auto`` reads
+        datasets, so that either source finds the other's index."""
         described = super().fingerprint()
-        described.pop("revision", None)
-        return described
+        for name in ("split", "subset", "revision", "streaming"):
+            described.pop(name, None)
+        return {**described, "type": "dataset"}
 
     def _hub_part(self, name: str) -> Part:
         settings = (self.subset, self.split)
@@ -196,8 +215,9 @@ class HuggingFaceDataset(_ColumnSource):
             if not part.name.startswith(HUB_PREFIX):
                 return datasets.load_from_disk(part.name)
             name = part.name[len(HUB_PREFIX) :]
+            revision = part.commit or self.revision  # the commit the index is keyed by
             return datasets.load_dataset(
-                name, self.subset, split=self.split, revision=self.revision, streaming=self.streaming
+                name, self.subset, split=self.split, revision=revision, streaming=self.streaming
             )
         except Exception as error:  # noqa: BLE001 (datasets raises many types for a wrong name, split or file)
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -209,8 +229,9 @@ class HuggingFaceDataset(_ColumnSource):
         if features is not None:
             self._check_columns(part.name, {k: getattr(v, "dtype", type(v).__name__) for k, v in features.items()})
         files = [f["filename"] for f in getattr(dataset, "cache_files", None) or []]
-        if self.streaming or not files or getattr(dataset, "_indices", None) is not None:
-            yield from self._streamed_chunks(dataset, part, number)
+        whole = files and getattr(dataset, "_indices", None) is None
+        if self.streaming or not whole or sum(_arrow_table(f).num_rows for f in files) != len(dataset):
+            yield from self._streamed_chunks(dataset, part, number)  # streamed, or a slice / selection of its files
             return
         row = 1
         for file in files:
@@ -223,7 +244,9 @@ class HuggingFaceDataset(_ColumnSource):
 
     def _streamed_chunks(self, dataset, part: Part, number: int) -> Iterator[Chunk]:
         """Records parsed here, in this process, as the dataset streams by."""
-        records, chars = [], 0
+        return parsed_chunks(self._streamed_records(dataset, part, number), part, number)
+
+    def _streamed_records(self, dataset, part: Part, number: int) -> Iterator[Record]:
         for row, example in enumerate(dataset, start=1):
             missing = [f for f in self.fields if f not in example]
             if missing:
@@ -233,24 +256,13 @@ class HuggingFaceDataset(_ColumnSource):
             bad = next((f for f, v in zip(self.fields, values) if v is not None and not isinstance(v, str)), None)
             if bad is not None:
                 raise DeclutrError(f"{part.location(row)}: column {bad} holds {type(example[bad]).__name__}, not text")
-            record = self._record([v or "" for v in values], part, number, row)
-            records.append(record)
-            chars += sum(len(t) for t in record.texts or ())
-            if chars >= compression.CHUNK_BYTES:
-                yield Chunk(_Parsed(), part, number, records[0].line, records, chars)
-                records, chars = [], 0
-        if records:
-            yield Chunk(_Parsed(), part, number, records[0].line, records, chars)
+            yield self._record([v or "" for v in values], part, number, row)
 
     def records(self, chunk: Chunk) -> Iterator[Record]:
         file, start, stop = chunk.payload
         table = _arrow_table(file).slice(start, stop - start).select(self.fields)
         columns = [table.column(f).to_pylist() for f in self.fields]
         return self._rows(columns, chunk.part, chunk.number, chunk.first)
-
-
-class _Parsed(DocumentSource):
-    """Reads chunks whose payload is records already parsed (a streamed dataset's)."""
 
 
 _ARROW_TABLES: dict[str, Any] = {}

@@ -97,14 +97,17 @@ class _ZstdStream(io.RawIOBase):
         self._frame_start = 0  # compressed offset of the frame being decoded
         self._frame_started = False
         self._consumed = 0
-        self._pending = b""
+        self._pending = bytearray()  # decompressed, not yet read: [self._offset:]
+        self._offset = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        while not self._pending:
-            data = self.raw.read(1 << 17)
+        while self._offset >= len(self._pending):
+            self._pending.clear()
+            self._offset = 0
+            data = self.raw.read(1 << 13)  # small inputs bound the output of one call
             if not data:
                 if self._frame_started:
                     raise DeclutrError(
@@ -113,9 +116,9 @@ class _ZstdStream(io.RawIOBase):
                     )
                 return 0
             self._decode(data)
-        count = min(len(buffer), len(self._pending))
-        buffer[:count] = self._pending[:count]
-        self._pending = self._pending[count:]
+        count = min(len(buffer), len(self._pending) - self._offset)
+        buffer[:count] = memoryview(self._pending)[self._offset : self._offset + count]
+        self._offset += count
         return count
 
     def _decode(self, data: bytes) -> None:
@@ -141,21 +144,24 @@ class _ZstdStream(io.RawIOBase):
         super().close()
 
 
-def line_blocks(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(first line number, bytes of whole lines)`` of about ``CHUNK_BYTES`` each."""
+def line_blocks(path: Path) -> Iterator[tuple[int, bytes, int]]:
+    """``(first line number, bytes of whole lines, bytes of the file read so far)``, blocks of
+    about ``CHUNK_BYTES`` (a longer line is one block); the last figure counts compressed bytes
+    for a compressed file (progress is measured against the file's size)."""
     with open_binary(path) as handle:
-        line, rest = 1, b""
+        raw = getattr(getattr(handle, "raw", None), "raw", handle)  # the file under a decompressor
+        line, pieces = 1, []
         while True:
             block = handle.read(CHUNK_BYTES)
             if not block:
-                if rest:
-                    yield line, rest
+                if pieces:
+                    yield line, b"".join(pieces), raw.tell()
                 return
-            block = rest + block if rest else block
             cut = block.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a block so far
-                rest = block
+            if cut == 0:  # within a line longer than a block: keep the pieces, join them once
+                pieces.append(block)
                 continue
-            yield line, block[:cut]
-            line += block.count(b"\n", 0, cut)
-            rest = block[cut:]
+            whole = b"".join([*pieces, block[:cut]]) if pieces else block[:cut]
+            yield line, whole, raw.tell()
+            line += whole.count(b"\n")
+            pieces = [block[cut:]] if cut < len(block) else []

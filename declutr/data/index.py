@@ -27,6 +27,7 @@ wins. ``declutr index`` builds an index ahead of a multi-node launch.
 from __future__ import annotations
 
 import collections
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -34,6 +35,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -142,7 +144,7 @@ def cache_key(parts: list[Part], source: DocumentSource, tokenizer: TransformerT
     described = {
         "version": INDEX_VERSION,
         "files": [list(part.identity) for part in parts],
-        "source": source.fingerprint(),
+        "source": source.index_fingerprint(parts),
         "tokenizer": tokenizer.fingerprint(),
         "unit": unit,
     }
@@ -163,8 +165,10 @@ def index_directory(
 
 def default_workers(total_bytes: int) -> int:
     """Processes for a build when none is asked for: one per ``BYTES_PER_WORKER`` of corpus, at
-    most one per core available to this process."""
+    most one per core available to this process (all of them when the size is unknown)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if total_bytes <= 0:  # unknown (a Hub dataset): assume it is large
+        return cores
     return max(1, min(cores, math.ceil(total_bytes / BYTES_PER_WORKER)))
 
 
@@ -186,12 +190,20 @@ def load_or_build_index(
     directory.parent.mkdir(parents=True, exist_ok=True)
     with open(str(directory) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        _HELD_LOCKS.add(lock.fileno())  # closed in forked workers: the lock dies with this process
         try:
             if not (directory / "meta.json").is_file():
+                for stale in directory.parent.glob(f".{directory.name}.{socket.gethostname()}.*"):
+                    shutil.rmtree(stale, ignore_errors=True)  # a build on this machine that was killed
                 build_index(parts, source, tokenizer, unit, directory, progress, workers)
         finally:
+            _HELD_LOCKS.discard(lock.fileno())
             fcntl.flock(lock, fcntl.LOCK_UN)
     return CorpusIndex(directory)
+
+
+#: descriptors of the index locks this process holds (a forked worker closes its copies)
+_HELD_LOCKS: set[int] = set()
 
 
 class _Tokenize:
@@ -221,17 +233,19 @@ class _Tokenize:
         ok = [r for r in records if r.status == OK]
         texts = [t for r in ok for t in r.texts]
         encode = self.backend.encode  # one thread: the workers are the parallelism (not rayon's threads)
-        encodings = [encode(text, add_special_tokens=False) for text in texts]
+        ids, word_starts = [], []
+        for text in texts:  # only the ids (and word starts) are kept, not the Encoding objects
+            encoding = encode(text, add_special_tokens=False)
+            ids.append(np.asarray(encoding.ids, dtype=self.id_dtype))
+            if self.words:
+                word_starts.append(_word_starts(text, encoding))
         slots = (np.flatnonzero(status == OK)[:, None] * self.fields + np.arange(self.fields)).ravel()
         token_lengths = np.zeros(len(records) * self.fields, dtype=np.int64)
-        token_lengths[slots] = [len(e.ids) for e in encodings]
-        ids = np.fromiter((i for e in encodings for i in e.ids), dtype=self.id_dtype, count=int(token_lengths.sum()))
+        token_lengths[slots] = [len(i) for i in ids]
         word_lengths = np.zeros_like(token_lengths)
-        starts = b""
-        if self.words:
-            word_starts = [_word_starts(text, e) for text, e in zip(texts, encodings)]
-            word_lengths[slots] = [len(w) for w in word_starts]
-            starts = b"".join(w.tobytes() for w in word_starts)
+        word_lengths[slots] = [len(w) for w in word_starts] if self.words else 0
+        ids = np.concatenate(ids) if ids else np.zeros(0, dtype=self.id_dtype)
+        starts = b"".join(w.tobytes() for w in word_starts)
         return status, lines, token_lengths, ids.tobytes(), word_lengths, starts
 
 
@@ -248,13 +262,34 @@ _WORKER_TASK: _Tokenize | None = None
 
 
 def _start_worker(task: _Tokenize, plugins: list[str]) -> None:
-    """A worker process: the parent's plugin modules imported (a plugin source's chunks unpickle;
-    already there after a fork), the task kept for its chunks."""
+    """A worker process: tied to the builder's life, without the builder's lock, the parent's
+    plugin modules imported (a plugin source's chunks unpickle; already there after a fork), the
+    task kept for its chunks."""
     global _WORKER_TASK
     from declutr.core.plugins import import_plugins
 
+    _die_with_parent()
+    for descriptor in list(_HELD_LOCKS):  # a fork's copies: the lock must not outlive the builder
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _HELD_LOCKS.clear()
     import_plugins(plugins)
     _WORKER_TASK = task
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the builder dies (SIGTERM, SIGKILL, OOM), so no
+    orphan keeps the build's pipes or files."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the builder died before the call
+        os._exit(1)
 
 
 def _run_in_worker(chunk: Chunk):

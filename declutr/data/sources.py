@@ -28,7 +28,7 @@ import glob
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -195,6 +195,11 @@ class DocumentSource(Registrable):
         """What, besides the parts, determines the records (part of the index cache key)."""
         return {"type": type(self).__name__, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
 
+    def index_fingerprint(self, parts: list[Part]) -> dict:
+        """What, besides ``parts``' identities, determines the records read from them (part of the
+        index cache key; default: ``fingerprint``)."""
+        return self.fingerprint()
+
     def parts(self, data_path: str | os.PathLike) -> list[Part]:
         """The parts of ``data_path`` in reading order (default: its files, sorted)."""
         return [Part.file(path) for path in expand_paths(data_path)]
@@ -212,16 +217,8 @@ class DocumentSource(Registrable):
         return self.read_parts([Part.file(path) for path in files])
 
     def chunks(self, part: Part, number: int) -> Iterator[Chunk]:
-        """The chunks of one part (default: the records of ``read_file``, grouped)."""
-        records, chars = [], 0
-        for record in self.read_file(part.path, number):
-            records.append(record)
-            chars += sum(len(t) for t in record.texts or ())
-            if chars >= compression.CHUNK_BYTES:
-                yield Chunk(self, part, number, records[0].line, records, chars)
-                records, chars = [], 0
-        if records:
-            yield Chunk(self, part, number, records[0].line, records, chars)
+        """The chunks of one part (default: the records of ``read_file``, parsed here, grouped)."""
+        return parsed_chunks(self.read_file(part.path, number), part, number)
 
     def records(self, chunk: Chunk) -> Iterator[Record]:
         """The records of one chunk (default: the records ``chunks`` grouped)."""
@@ -251,12 +248,45 @@ class DocumentSource(Registrable):
         return Record(number, line, tuple(texts))
 
 
+class _Parsed(DocumentSource):
+    """Reads chunks whose payload is records already parsed (by the builder)."""
+
+
+_PARSED = _Parsed()
+#: a cap on the records of a chunk of parsed records, beside ``CHUNK_BYTES`` of text
+RECORDS_PER_CHUNK = 1 << 16
+
+
+def parsed_chunks(
+    records: Iterable[Record], part: Part, number: int, size: Callable[[int, int], int] | None = None
+) -> Iterator[Chunk]:
+    """``records``, parsed in this process, as chunks of about ``CHUNK_BYTES`` of text (at most
+    ``RECORDS_PER_CHUNK`` records): only their tokenization is spread over the workers.
+    ``size(records, chars)``: the bytes of the part a chunk covers (default: its characters)."""
+    batch, chars = [], 0
+
+    def chunk() -> Chunk:
+        covered = size(len(batch), chars) if size else chars
+        return Chunk(_PARSED, part, number, batch[0].line, batch, covered)
+
+    for record in records:
+        batch.append(record)
+        chars += sum(len(t) for t in record.texts or ())
+        if chars >= compression.CHUNK_BYTES or len(batch) >= RECORDS_PER_CHUNK:
+            yield chunk()
+            batch, chars = [], 0
+    if batch:
+        yield chunk()
+
+
 class _LineSource(DocumentSource):
     """A format with one record per line: chunks are whole lines, parsed where they are read."""
 
     def chunks(self, part: Part, number: int) -> Iterator[Chunk]:
-        for first, block in line_blocks(part.path):
-            yield Chunk(self, part, number, first, block, len(block))
+        done = 0
+        for first, block, read in line_blocks(part.path):
+            yield Chunk(self, part, number, first, block, read - done)
+            done = read
 
     def records(self, chunk: Chunk) -> Iterator[Record]:
         lines = chunk.payload.split(b"\n")
@@ -398,35 +428,52 @@ class AutoFormat(DocumentSource):
     """Picks the format of each file: by name (``.jsonl``/``.json``/``.ndjson`` -> ``jsonl``,
     ``.csv``/``.tsv`` -> ``csv``, ``.parquet`` -> ``parquet``, ``.txt``/``.text`` -> ``text``;
     ``.gz``/``.zst`` looked through), else by content (Parquet's magic number; a first line that
-    starts with ``{`` -> ``jsonl``; anything else -> ``text``). A folder written by
+    is a JSON object -> ``jsonl``; anything else -> ``text``). A folder written by
     ``save_to_disk`` and a Hub name ``hf:NAME`` are read as ``hf_dataset``.
 
     # Parameters
     fields: the text field(s) of JSON lines, CSV, Parquet and datasets (``"text"``).
     split: the split of a saved ``DatasetDict`` or a Hub dataset (``"train"``).
-    streaming: stream a Hub dataset (see ``hf_dataset``).
+    subset, revision, streaming: of a Hub dataset (see ``hf_dataset``).
     empty, undecodable: see ``DocumentSource``.
     """
+
+    #: settings that only choose which dataset is read: the parts' identities hold their effect
+    _dataset_settings = ("split", "subset", "revision", "streaming")
 
     def __init__(
         self,
         fields: str | list[str] = "text",
         split: str = "train",
+        subset: str | None = None,
+        revision: str | None = None,
         streaming: bool = False,
         empty: Policy = "skip",
         undecodable: Policy = "skip",
     ):
         super().__init__(empty, undecodable)
         self.fields = field_list(fields, "field")
-        self.split, self.streaming = split, streaming
+        self.split, self.subset, self.revision, self.streaming = split, subset, revision, streaming
         self._jsonl = JsonLines(self.fields, empty, undecodable)
         self._csv = CsvRows(self.fields, None, empty, undecodable)
         # the column formats (declutr/data/columnar.py) build on this module: found by their names
         self._parquet = DocumentSource.by_name("parquet")(self.fields, empty, undecodable)
         self._dataset = DocumentSource.by_name("hf_dataset")(
-            self.fields, split, None, None, streaming, empty, undecodable
+            self.fields, split, subset, revision, streaming, empty, undecodable
         )
         self._text = TextLines(empty, undecodable)
+
+    def fingerprint(self) -> dict:
+        described = super().fingerprint()
+        for name in self._dataset_settings:
+            described.pop(name, None)
+        return described
+
+    def index_fingerprint(self, parts: list[Part]) -> dict:
+        """A dataset's, as ``hf_dataset`` reads it: ``auto`` and ``hf_dataset`` share its index."""
+        if parts and all(part.kind == "dataset" for part in parts):
+            return self._dataset.index_fingerprint(parts)
+        return self.fingerprint()
 
     @property
     def num_fields(self) -> int:
@@ -459,8 +506,12 @@ class AutoFormat(DocumentSource):
             if head(part.path, 4) == compression.PARQUET_MAGIC:
                 return self._parquet
             with open_binary(part.path) as handle:
-                if handle.read(4096).lstrip()[:1] == b"{":
+                first = handle.readline(8 << 20)
+            try:
+                if isinstance(json.loads(first), dict):
                     return self._jsonl
+            except (ValueError, UnicodeDecodeError):
+                pass
         if self.num_fields != 1:
             raise DeclutrError(
                 f"{part.name}: a plain text file has one document per line, but {len(self.fields)} fields are configured"

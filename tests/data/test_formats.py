@@ -250,3 +250,90 @@ def test_declutr_index_command_builds_what_training_reads(tmp_path, documents, t
     assert missing.exit_code == 1
     assert missing.output.strip().splitlines() == [f"Error: {corpus}: no column body (columns: text, id)"]
     assert np.asarray(index.lengths).min() > 0
+
+
+def test_review_cases_slices_big_row_groups_text_with_braces_and_long_lines(tmp_path, documents, monkeypatch):
+    monkeypatch.setattr(compression_module, "CHUNK_BYTES", 6000)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    write_jsonl(repo / "train.jsonl", documents[:6])
+    sliced = build(DocumentSource, {"type": "hf_dataset", "split": "train[:3]"})
+    assert len(list(sliced.read(f"hf:{repo}"))) == 3  # a sliced split is not its whole files
+    # a row group far larger than a chunk is read in batches here: the same records
+    one_group = write_parquet(tmp_path / "big.parquet", documents, row_group_size=len(documents))
+    source = AutoFormat()
+    (part,) = source.parts(one_group)
+    chunks = list(source.chunks(part, 0))
+    assert len(chunks) > 1 and chunks[0].first == 1
+    assert [r.texts[0] for c in chunks for r in c.source.records(c)] == [" ".join(d.split()) for d in documents]
+    # plain text whose first line starts with "{" but is not JSON stays text
+    raw = write_lines(tmp_path / "corpus.raw", ["{{Infobox}} is a template", "second line"])
+    assert texts_of({}, raw) == ["{{Infobox}} is a template", "second line"]
+    # a line longer than many chunks is one record
+    long = " ".join(documents) * 8
+    assert texts_of({"type": "text"}, write_lines(tmp_path / "long.txt", ["a", long, "b"])) == ["a", long, "b"]
+
+
+def test_corrupt_parquet_page_is_one_line(tmp_path, documents):
+    path = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"text": documents * 4}), path, compression="snappy", row_group_size=len(documents) * 4)
+    data = bytearray(path.read_bytes())
+    for offset in range(len(data) // 3, len(data) // 3 + 64):
+        data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+    with pytest.raises(DeclutrError, match=r"docs\.parquet: corrupt Parquet data in row group 0 \(rows from 1\)"):
+        texts_of({}, path)
+
+
+def test_auto_and_hf_dataset_share_an_index_and_file_keys_are_unchanged(tmp_path, documents, tokenizer):
+    datasets.Dataset.from_dict({"text": documents}).save_to_disk(str(tmp_path / "saved"))
+    auto, explicit = AutoFormat(), build(DocumentSource, {"type": "hf_dataset", "streaming": True})
+    where = [index_module.index_directory(s.parts(tmp_path / "saved"), s, tokenizer) for s in (auto, explicit)]
+    assert where[0] == where[1]
+    # the key of a file corpus read by auto is what earlier releases computed: their indexes stay valid
+    assert auto.fingerprint() == {"type": "AutoFormat", "empty": "skip", "undecodable": "skip", "fields": ["text"]}
+    assert index_module.default_workers(0) == index_module.default_workers(1 << 40)  # unknown size: every core
+
+
+def test_a_killed_builder_leaves_no_worker_lock_or_staging_behind(tmp_path, documents, tiny_roberta):
+    import subprocess
+    import sys
+    import time
+
+    corpus = write_jsonl(tmp_path / "docs.jsonl", documents * 250)  # about 12 MB: several chunks
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "declutr", "index", str(corpus), "--tokenizer", str(tiny_roberta)]
+    command += ["--cache-directory", str(cache), "--workers", "2", "--no-progress"]
+    builder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def workers() -> list[int]:
+        children = []
+        for entry in os.scandir("/proc"):
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == builder.pid:
+                children.append(int(entry.name))
+        return children
+
+    deadline = time.monotonic() + 120
+    while len(workers()) < 2 and builder.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    forked = workers()
+    assert len(forked) == 2, "the build ended before its workers could be seen"
+    builder.send_signal(signal.SIGTERM)
+    builder.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in forked) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in forked)  # the workers died with the builder
+    assert [p for p in (cache / "index").iterdir() if p.is_dir() and not p.name.startswith(".")] == []
+    again = subprocess.run(
+        [*command[:-3], "--workers", "1", "--no-progress"], check=False, capture_output=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr  # the lock was released: no wait
+    entries = list((cache / "index").iterdir())
+    assert [p.name for p in entries if p.name.startswith(".")] == []  # the killed build's staging is gone
+    assert [(p / "meta.json").is_file() for p in entries if p.is_dir()] == [True]
