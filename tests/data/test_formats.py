@@ -337,3 +337,46 @@ def test_a_killed_builder_leaves_no_worker_lock_or_staging_behind(tmp_path, docu
     entries = list((cache / "index").iterdir())
     assert [p.name for p in entries if p.name.startswith(".")] == []  # the killed build's staging is gone
     assert [(p / "meta.json").is_file() for p in entries if p.is_dir()] == [True]
+
+
+def test_index_ahead_then_train_on_a_parquet_and_zstd_mixture(tmp_path, documents, tiny_roberta):
+    """The issue's workflow end to end: domain documents exported as Parquet (text in "body"),
+    general text as zstd JSON lines; `declutr index --config` builds both indexes in 2 processes,
+    `declutr train` finds them (builds nothing) and logs the mixture."""
+    (tmp_path / "domain").mkdir()
+    write_parquet(tmp_path / "domain" / "part-0.parquet", documents[:2], row_group_size=1, body=documents[:2])
+    write_parquet(tmp_path / "domain" / "part-1.parquet", documents[2:4], row_group_size=1, body=documents[2:4])
+    general = tmp_path / "general.jsonl.zst"
+    general.write_bytes(
+        zstandard.ZstdCompressor().compress(write_jsonl(tmp_path / "g.jsonl", documents[4:]).read_bytes())
+    )
+    config = tmp_path / "exp.jsonnet"
+    config.write_text(
+        json.dumps(
+            {
+                "dataset_reader": {
+                    "tokenizer": {"model_name": str(tiny_roberta)},
+                    "span_sampler": {"num_anchors": 1, "num_positives": 1, "min_span_len": 8, "max_span_len": 32},
+                    "cache_directory": str(tmp_path / "cache"),
+                },
+                "train_data_path": [
+                    {"path": str(tmp_path / "domain"), "weight": 0.5, "name": "domain",
+                     "document_source": {"type": "parquet", "fields": "body"}},
+                    {"path": str(general), "weight": 0.5, "name": "general"},
+                ],
+                "data_loader": {"batch_size": 2, "index_workers": 1},
+                "model": {"encoder": {"model_name": str(tiny_roberta)}},
+                "trainer": {"num_epochs": 1, "optimizer": {"type": "adamw", "lr": 1e-3}, "show_progress": False},
+            }
+        )
+    )  # fmt: skip
+    ahead = CliRunner().invoke(main, ["index", "--config", str(config), "--workers", "2", "--no-progress"])
+    assert ahead.exit_code == 0, ahead.output
+    assert "train_data_path domain: 4 records" in ahead.output and "train_data_path general: 8 records" in ahead.output
+    built = sorted(p.name for p in (tmp_path / "cache" / "index").iterdir() if p.is_dir())
+    assert len(built) == 2
+    trained = CliRunner().invoke(main, ["train", str(config), "-s", str(tmp_path / "run")])
+    assert trained.exit_code == 0, trained.output
+    assert sorted(p.name for p in (tmp_path / "cache" / "index").iterdir() if p.is_dir()) == built
+    log = (tmp_path / "run" / "out.log").read_text()
+    assert "mixture of 2 sources, 12 records per epoch: domain 50.0% (6 drawn from 4 usable" in log
