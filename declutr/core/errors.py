@@ -23,6 +23,13 @@ class ConfigurationError(DeclutrError):
         super().__init__("\n".join(self.problems))
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line error quotes of a library's multi-line message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def closest(word: str, choices) -> str | None:
     """The choice most similar to ``word``, if any is similar enough to suggest."""
     import difflib

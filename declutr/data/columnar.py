@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from declutr.core.errors import DeclutrError
+from declutr.core.errors import DeclutrError, first_line
 from declutr.data import compression
 from declutr.data.compression import optional_module
 from declutr.data.sources import (
+    DATASET_SETTINGS,
     HUB_PREFIX,
     Chunk,
     DocumentSource,
@@ -24,6 +25,7 @@ from declutr.data.sources import (
     Policy,
     Record,
     field_list,
+    file_identity,
     is_saved_dataset,
     is_saved_dataset_dict,
     parsed_chunks,
@@ -96,9 +98,8 @@ class ParquetRows(_ColumnSource):
             try:
                 batch = next(batches, None)
             except (OSError, ValueError) as error:  # a damaged page: ArrowIOError / ArrowInvalid
-                message = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise DeclutrError(
-                    f"{part.name}: corrupt Parquet data in row group {group} (rows from {first}): {message}"
+                    f"{part.name}: corrupt Parquet data in row group {group} (rows from {first}): {first_line(error)}"
                 ) from None
             if batch is None:
                 return
@@ -112,8 +113,7 @@ def _parquet_file(path: Path):
     try:
         return parquet.ParquetFile(path)
     except (OSError, ValueError) as error:  # ArrowInvalid is a ValueError, ArrowIOError an OSError
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DeclutrError(f"{path}: not a readable Parquet file ({message})") from None
+        raise DeclutrError(f"{path}: not a readable Parquet file ({first_line(error)})") from None
 
 
 @DocumentSource.register("hf_dataset")
@@ -155,7 +155,7 @@ class HuggingFaceDataset(_ColumnSource):
             return [self._hub_part(text[len(HUB_PREFIX) :])]
         path = self._saved_path(Path(text).expanduser())
         files = sorted(p for p in path.rglob("*") if p.is_file())
-        identity = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+        identity = tuple(file_identity(p) for p in files)
         size = sum(p.stat().st_size for p in files if p.suffix == ".arrow")
         return [Part(str(path), identity, size, rows=True, kind="dataset")]
 
@@ -181,7 +181,7 @@ class HuggingFaceDataset(_ColumnSource):
         the same index), nor ``streaming`` (the same records either way); named as ``auto`` reads
         datasets, so that either source finds the other's index."""
         described = super().fingerprint()
-        for name in ("split", "subset", "revision", "streaming"):
+        for name in DATASET_SETTINGS:
             described.pop(name, None)
         return {**described, "type": "dataset"}
 
@@ -190,7 +190,7 @@ class HuggingFaceDataset(_ColumnSource):
         local = Path(name).expanduser()
         if local.is_dir():
             files = sorted(p for p in local.rglob("*") if p.is_file() and not p.name.startswith("."))
-            identity = (name, *settings, *((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+            identity = (name, *settings, *(file_identity(p) for p in files))
             return Part(HUB_PREFIX + name, identity, sum(p.stat().st_size for p in files), rows=True, kind="dataset")
         optional_module("datasets", "datasets", f"{HUB_PREFIX}{name}: reading a Hugging Face dataset")
         if self.revision is not None and _COMMIT.fullmatch(self.revision):
@@ -200,9 +200,8 @@ class HuggingFaceDataset(_ColumnSource):
 
             commit = HfApi().dataset_info(name, revision=self.revision).sha
         except Exception as error:  # noqa: BLE001 (network, authentication, a wrong name: all one line)
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DeclutrError(
-                f"{HUB_PREFIX}{name}: cannot look the dataset up on the Hugging Face Hub ({message}); "
+                f"{HUB_PREFIX}{name}: cannot look the dataset up on the Hugging Face Hub ({first_line(error)}); "
                 "without the network, set document_source.revision to its commit (declutr index prints it)"
             ) from None
         logger.info("%s%s: revision %s is commit %s", HUB_PREFIX, name, self.revision or "(default)", commit)
@@ -220,8 +219,9 @@ class HuggingFaceDataset(_ColumnSource):
                 name, self.subset, split=self.split, revision=revision, streaming=self.streaming
             )
         except Exception as error:  # noqa: BLE001 (datasets raises many types for a wrong name, split or file)
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise DeclutrError(f"{part.name}: cannot load the dataset ({type(error).__name__}: {message})") from None
+            raise DeclutrError(
+                f"{part.name}: cannot load the dataset ({type(error).__name__}: {first_line(error)})"
+            ) from None
 
     def chunks(self, part: Part, number: int) -> Iterator[Chunk]:
         dataset = self._load(part)

@@ -46,6 +46,7 @@ from typing import Literal
 
 import numpy as np
 
+from declutr.core.atomic import current_umask
 from declutr.core.errors import DeclutrError
 from declutr.data.sources import OK, Chunk, DocumentSource, Part
 from declutr.data.tokenizer import TransformerTokenizer, plain_backend
@@ -377,7 +378,7 @@ def build_index(
     )
     status, file_index, lines, token_lengths, word_lengths = [], [], [], [], []
     try:
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp made it 0700
         with bar, open(staging / "tokens.bin", "wb") as tokens_out, open(staging / "words.bin", "wb") as words_out:
             for chunk, (s, line, tl, ids, wl, starts) in _tokenized_chunks(chunks, task, workers):
                 status.append(s)
@@ -427,12 +428,6 @@ def build_index(
         total_bytes / 1e6 / max(seconds, 1e-9),
         directory,
     )
-
-
-def _umask() -> int:
-    from declutr.core.atomic import current_umask
-
-    return current_umask()
 
 
 def _joined(pieces: list[np.ndarray], dtype) -> np.ndarray:

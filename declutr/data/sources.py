@@ -45,6 +45,8 @@ _TEXT_SUFFIXES = (".txt", ".text", ".jsonl", ".json", ".ndjson", ".csv", ".tsv")
 _DATA_SUFFIXES = (*_TEXT_SUFFIXES, ".parquet")
 _COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd")
 HUB_PREFIX = "hf:"
+#: settings that only choose which dataset is read (the parts' identities hold their effect)
+DATASET_SETTINGS = ("split", "subset", "revision", "streaming")
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,12 @@ class Part:
 
     @classmethod
     def file(cls, path: Path) -> Part:
-        stat = path.stat()
+        identity = file_identity(path)
         name = _base_name(path)
         rows = name.endswith(".parquet") or (
             not name.endswith(_TEXT_SUFFIXES) and head(path, 4) == compression.PARQUET_MAGIC
         )
-        return cls(str(path), (str(path.resolve()), stat.st_size, stat.st_mtime_ns), stat.st_size, rows)
+        return cls(str(path), identity, identity[1], rows)
 
     @property
     def path(self) -> Path:
@@ -110,6 +112,12 @@ class Chunk:
 def collapse(text: str) -> str:
     """The reader's whitespace normalisation: runs of whitespace become one space, ends trimmed."""
     return " ".join(text.split())
+
+
+def file_identity(path: Path) -> tuple[str, int, int]:
+    """What the index key holds for a file: where it is, its size and modification time."""
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
 def _base_name(path: Path) -> str:
@@ -155,11 +163,15 @@ def expand_paths(data_path: str | os.PathLike) -> list[Path]:
 def check_data_path(data_path: str | os.PathLike) -> None:
     """Stop with one line when ``data_path`` names nothing readable (cheap: opens no dataset and
     asks no server; a Hub name ``hf:NAME`` is checked when it is read)."""
-    text = str(data_path)
-    path = Path(text).expanduser()
-    if text.startswith(HUB_PREFIX) or is_saved_dataset(path) or is_saved_dataset_dict(path):
+    if names_a_dataset(data_path):
         return
     expand_paths(data_path)
+
+
+def names_a_dataset(data_path: str | os.PathLike) -> bool:
+    """Whether ``data_path`` is a Hub dataset (``hf:NAME``) or a folder written by ``save_to_disk``."""
+    path = Path(str(data_path)).expanduser()
+    return str(data_path).startswith(HUB_PREFIX) or is_saved_dataset(path) or is_saved_dataset_dict(path)
 
 
 def _is_data_file(path: Path) -> bool:
@@ -438,9 +450,6 @@ class AutoFormat(DocumentSource):
     empty, undecodable: see ``DocumentSource``.
     """
 
-    #: settings that only choose which dataset is read: the parts' identities hold their effect
-    _dataset_settings = ("split", "subset", "revision", "streaming")
-
     def __init__(
         self,
         fields: str | list[str] = "text",
@@ -465,7 +474,7 @@ class AutoFormat(DocumentSource):
 
     def fingerprint(self) -> dict:
         described = super().fingerprint()
-        for name in self._dataset_settings:
+        for name in DATASET_SETTINGS:
             described.pop(name, None)
         return described
 
@@ -480,8 +489,7 @@ class AutoFormat(DocumentSource):
         return len(self.fields)
 
     def parts(self, data_path: str | os.PathLike) -> list[Part]:
-        path = Path(str(data_path)).expanduser()
-        if str(data_path).startswith(HUB_PREFIX) or is_saved_dataset(path) or is_saved_dataset_dict(path):
+        if names_a_dataset(data_path):
             return self._dataset.parts(data_path)
         return super().parts(data_path)
 
@@ -495,16 +503,14 @@ class AutoFormat(DocumentSource):
         """The source that reads ``part``."""
         if part.kind == "dataset":
             return self._dataset
+        if part.rows:  # Parquet, by suffix or magic number (``Part.file``)
+            return self._parquet
         name = _base_name(part.path)
         if name.endswith((".jsonl", ".json", ".ndjson")):
             return self._jsonl
         if name.endswith((".csv", ".tsv")):
             return self._csv
-        if name.endswith(".parquet"):
-            return self._parquet
         if not name.endswith((".txt", ".text")):
-            if head(part.path, 4) == compression.PARQUET_MAGIC:
-                return self._parquet
             with open_binary(part.path) as handle:
                 first = handle.readline(8 << 20)
             try:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from declutr.core.errors import DeclutrError
+from declutr.core.errors import DeclutrError, first_line
 from declutr.inference.long_text import (
     WindowCombiner,
     check_chunking,
@@ -203,8 +203,7 @@ class Encoder:
                 model.to(self.device).eval()
                 head.to(self.device).eval()
         except (OSError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise DeclutrError(f"cannot load model {source}: {first}") from None
+            raise DeclutrError(f"cannot load model {source}: {first_line(error)}") from None
         if not getattr(tokenizer, "is_fast", False):
             raise DeclutrError(f"{source}: declutr needs a fast (Rust) tokenizer")
         if pooler is not None:

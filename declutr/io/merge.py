@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from declutr.core.atomic import staged_directory
-from declutr.core.errors import DeclutrError
+from declutr.core.errors import DeclutrError, first_line
 from declutr.modules.encoders import dtype_kwarg, quiet_transformers
 
 logger = logging.getLogger(__name__)
@@ -127,8 +127,7 @@ def _load(
         with quiet_loading():
             model, loading = auto.from_pretrained(source, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DeclutrError(f"cannot load the {what} model {source}{where}: {first}") from None
+        raise DeclutrError(f"cannot load the {what} model {source}{where}: {first_line(error)}") from None
     return model.eval(), set(loading.get("missing_keys") or ())
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from declutr.core.atomic import atomic_file, atomic_write_text, staged_directory
-from declutr.core.errors import DeclutrError
+from declutr.core.errors import DeclutrError, first_line
 
 logger = logging.getLogger("declutr")
 
@@ -152,9 +152,7 @@ def _unreadable(folder: Path) -> str:
         with safe_open(str(folder / WEIGHTS), framework="pt"):
             pass
     except (SafetensorError, OSError) as error:  # a cut file: "incomplete metadata, file not fully covered"
-        return (
-            f"{folder / WEIGHTS} cannot be read ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
-        )
+        return f"{folder / WEIGHTS} cannot be read ({first_line(error)})"
     try:
         with zipfile.ZipFile(folder / STATE):  # torch.save's zip: a cut file has no central directory
             pass
@@ -263,8 +261,7 @@ class Checkpointer:
             load_model(model, str(folder / WEIGHTS), strict=True, device=str(next(model.parameters()).device))
             return torch.load(folder / STATE, map_location="cpu", weights_only=True)
         except (RuntimeError, OSError, EOFError, ValueError) as error:
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise DeclutrError(f"--recover: cannot load checkpoint {folder} ({first})") from error
+            raise DeclutrError(f"--recover: cannot load checkpoint {folder} ({first_line(error)})") from error
 
 
 def list_checkpoints(run_dir: Path, checksums: bool = True) -> list[CheckpointStatus]:
